@@ -152,7 +152,7 @@ export function runCommand(): Command {
           },
         );
       }
-      // Which watch folders are on network volumes (macOS, Windows): asked while programs may run.
+      // Which watch folders are on (or hold) network volumes: asked while programs may run.
       await readNetworkMounts();
       // Given up once the status page listens (its socket stays open).
       let dropped: Dropped = { net: false, programs: null };

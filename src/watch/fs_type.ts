@@ -18,6 +18,10 @@
  * - Both lists are read once at start-up ({@linkcode readNetworkMounts}), while
  *   the daemon may still start programs. Elsewhere, or when that fails, a
  *   folder counts as local: set `watch_mode: poll` for a network volume.
+ * - A share mounted on a folder inside a watch folder (`/data` watched, an NFS
+ *   export on `/data/cam1`) raises no events there either: the network and FUSE
+ *   mounts (Linux: `findmnt`; macOS: `mount`) read at start-up tell it, and
+ *   `auto` polls that watch folder too ({@linkcode sharesInside}).
  *
  * How a watch folder is watched: by the system's file events, by polling, or
  * both, from `watch_mode` and the folder's file system (above).
@@ -130,29 +134,75 @@ export interface NetworkMount {
   source: string;
 }
 
-/** The network mounts read at start-up; `null` before (or where there is nothing to read). */
+/** The network mounts read at start-up (Linux: mount points only, no drive); `null`: none read. */
 let networkMounts: NetworkMount[] | null = null;
 
 /** File system kinds of macOS `mount` whose events miss changes made elsewhere. */
 const MAC_REMOTE =
   /^(smbfs|nfs|afpfs|webdav|cifs|ftp|macfuse|osxfuse|fusefs(\..*)?|fuse-t|ntfs-3g)$/;
 
+/** File system kinds of Linux `findmnt` whose events miss changes made elsewhere (any FUSE). */
+const LINUX_REMOTE =
+  /^(nfs4?|cifs|smb3|smbfs|9p|ceph|glusterfs|afs|davfs|lustre|gpfs|beegfs|virtiofs|fuse(blk|\..*)?)$/;
+
 /**
- * Read the network mounts (macOS: `/sbin/mount`; Windows: `net use`) for
- * {@linkcode fileSystemOf}. Call it at start-up, while programs may still be
- * started; elsewhere, or when it fails, nothing is known (folders count as local).
+ * Read the network mounts (macOS: `/sbin/mount`; Windows: `net use`; Linux: `findmnt`, for the
+ * shares inside a watch folder) for {@linkcode fileSystemOf} and {@linkcode sharesInside}. Call
+ * it at start-up, while programs may still be started; elsewhere, or when it fails, nothing is
+ * known (folders count as local).
  */
 export async function readNetworkMounts(): Promise<void> {
   const os = Deno.build.os;
-  if (os !== "darwin" && os !== "windows") return;
+  if (os !== "darwin" && os !== "windows" && os !== "linux") return;
   try {
-    const argv = os === "darwin" ? ["/sbin/mount"] : ["net", "use"];
+    const argv = os === "darwin"
+      ? ["/sbin/mount"]
+      : os === "linux"
+      ? ["findmnt", "--raw", "--noheadings", "--output", "TARGET,FSTYPE,SOURCE"]
+      : ["net", "use"];
     const result = await runProcess(argv, { timeoutMs: 10_000 });
     const text = new TextDecoder().decode(result.stdout);
-    networkMounts = os === "darwin" ? parseMacMounts(text) : parseNetUse(text);
+    networkMounts = os === "darwin"
+      ? parseMacMounts(text)
+      : os === "linux"
+      ? parseFindmnt(text)
+      : parseNetUse(text);
   } catch {
     networkMounts = null;
   }
+}
+
+/**
+ * The network and FUSE mounts in the output of `findmnt --raw --noheadings --output
+ * TARGET,FSTYPE,SOURCE`: lines such as `/data/cam1 nfs4 nas:/images` (a space in a name written
+ * `\x20`).
+ */
+export function parseFindmnt(text: string): NetworkMount[] {
+  const unescape = (word: string) =>
+    word.replace(/\\x([0-9a-fA-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+  const mounts: NetworkMount[] = [];
+  for (const line of text.split("\n")) {
+    const [point, type, source = ""] = line.split(" ");
+    if (point?.startsWith("/") && type && LINUX_REMOTE.test(type)) {
+      mounts.push({ point: unescape(point), type, source: unescape(source) });
+    }
+  }
+  return mounts;
+}
+
+/**
+ * The network and FUSE mounts on folders inside the folder at `path` (not on it), as read at
+ * start-up ({@linkcode readNetworkMounts}; Linux and macOS); none where nothing was read.
+ */
+export function sharesInside(path: string): NetworkMount[] {
+  if (networkMounts === null || Deno.build.os === "windows") return [];
+  let real: string;
+  try {
+    real = Deno.realPathSync(path).replace(/\/+$/, "");
+  } catch {
+    return [];
+  }
+  return networkMounts.filter((mount) => mount.point.startsWith(`${real}/`));
 }
 
 /**
@@ -244,14 +294,15 @@ export function watchHow(
   setting: WatchModeSetting,
   pollIntervalSeconds: number,
 ): WatchHow {
-  return decideWatch(fileSystemOf(path), setting, pollIntervalSeconds);
+  return decideWatch(fileSystemOf(path), setting, pollIntervalSeconds, sharesInside(path));
 }
 
-/** {@linkcode watchHow} for a known file system. */
+/** {@linkcode watchHow} for a known file system, and the shares mounted inside the folder. */
 export function decideWatch(
   fs: FileSystemInfo,
   setting: WatchModeSetting,
   pollIntervalSeconds: number,
+  inside: NetworkMount[] = [],
 ): WatchHow {
   const on = fs.source === null ? fs.type : `${fs.type}, ${fs.source}`;
   const every = `a poll every ${pollIntervalSeconds} s`;
@@ -262,6 +313,17 @@ export function decideWatch(
       mode: "poll",
       pollIntervalSeconds,
       summary: `${every}, no file events (watch_mode: poll; ${on})`,
+    };
+  }
+  if (setting === "auto" && !fs.remote && inside.length > 0) {
+    const shares = inside.map((mount) => `${mount.point} (${mount.type})`);
+    return {
+      ...base,
+      mode: "events+poll",
+      pollIntervalSeconds,
+      summary: `file events and ${every} (${on}; a network or FUSE file system is mounted ` +
+        `inside it, on ${shares.join(", ")}: files written there by other machines raise no ` +
+        "events)",
     };
   }
   if (setting === "events" || !fs.remote) {

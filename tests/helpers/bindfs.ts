@@ -106,7 +106,10 @@ export async function unmountBindfs(mountPoint: string): Promise<void> {
 export async function isMounted(mountPoint: string): Promise<boolean> {
   const real = await Deno.realPath(mountPoint).catch(() => mountPoint);
   const table = await Deno.readTextFile("/proc/self/mountinfo");
-  return table.split("\n").some((line) => line.split(" ")[4] === real);
+  // A space in a mount point is written \040 there.
+  const unescape = (field = "") =>
+    field.replace(/\\([0-7]{3})/g, (_, octal) => String.fromCharCode(parseInt(octal, 8)));
+  return table.split("\n").some((line) => unescape(line.split(" ")[4]) === real);
 }
 
 /**

@@ -213,6 +213,40 @@ Deno.test("network share (bindfs): polled; files written below arrive whole, onc
   }
 });
 
+Deno.test("network share (bindfs) mounted on a folder inside the watch folder: auto polls the watch folder too, doctor and the log say so; files written below arrive whole, once", async () => {
+  const { root, under } = await shareFolders();
+  const watch = join(root, "watch");
+  const inside = join(watch, "cam 1");
+  try {
+    await Deno.mkdir(inside, { recursive: true });
+    await withBindfs(under, inside, async () => {
+      // The share's own folder is its mount point; the watch folder is on the local disk.
+      const share = { root: await Deno.makeTempDir({ prefix: "itx-share-" }), mount: watch };
+      await withShareDaemon(share, {}, async (daemon, { dest, config, env }) => {
+        const said = new RegExp(
+          String.raw`file events and a poll every 0\.5 s \([^;)]+; a network or FUSE file ` +
+            `system is mounted inside it, on ${RegExp.escape(inside)} \\(fuse`,
+        );
+        // Before: "file events (ext4)", and the files below waited for the hourly rescan.
+        await daemon.waitForOutput(new RegExp(`Watching .* with ${said.source}`), 60_000);
+        const doctor = await runCli(["doctor", "-c", config], { env });
+        assert.match(doctor.stdout, new RegExp(`ok +watching: ${said.source}`), doctor.stdout);
+        const expected = new Map<string, Uint8Array>();
+        for (const [folder, name] of [["", "first.fits"], ["night", "$(x) -second.fits"]]) {
+          const bytes = randomBytes(20_000);
+          await Deno.mkdir(join(under, folder), { recursive: true });
+          await Deno.writeFile(join(under, folder, name), bytes);
+          expected.set(name, bytes);
+        }
+        await waitForArrivals(dest, expected, "the files written below the share inside");
+        await assertSentOnce(daemon, dest, [...expected.keys()], /Watching /);
+      });
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("network share (bindfs): a file written below beside one written through the view is no missed event", async () => {
   const share = await shareFolders();
   await mountBindfs(share.under, share.mount);

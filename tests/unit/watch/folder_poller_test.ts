@@ -12,6 +12,7 @@ import {
   decideWatch,
   fileSystemOf,
   networkMountOf,
+  parseFindmnt,
   parseMacMounts,
   parseNetUse,
   uncShare,
@@ -187,6 +188,32 @@ Deno.test("macOS: network volumes in the output of mount are remote, local disks
   assert.equal(on("/Volumes/USB Disk/x"), null);
   assert.equal(on("/Users/obs/data"), null);
   assert.equal(networkMountOf("/Volumes/images", null, "darwin"), null, "nothing read");
+});
+
+Deno.test("Linux: findmnt's network and FUSE mounts are read (escaped names too); a share mounted inside a local watch folder makes auto poll it, and says where", () => {
+  const output = [
+    "/ ext4 /dev/vda",
+    "/proc proc proc",
+    "/sys/fs/fuse/connections fusectl fusectl",
+    "/data/cam\\x201 nfs4 nas:/export/raw\\x20frames",
+    "/data/relay fuse.sshfs obs@relay:/data",
+    "/mnt/usb vfat /dev/sdb1",
+    "/media/win fuseblk /dev/sdc1",
+    "",
+  ].join("\n");
+  const mounts = parseFindmnt(output);
+  assert.deepEqual(mounts.map((m) => [m.point, m.type, m.source]), [
+    ["/data/cam 1", "nfs4", "nas:/export/raw frames"],
+    ["/data/relay", "fuse.sshfs", "obs@relay:/data"],
+    ["/media/win", "fuseblk", "/dev/sdc1"],
+  ]);
+  const ext4 = { type: "ext4", remote: false, source: null, magic: null };
+  const inside = mounts.slice(0, 1);
+  const auto = decideWatch(ext4, "auto", 2, inside);
+  assert.equal(auto.mode, "events+poll");
+  assert.match(auto.summary, /mounted inside it, on \/data\/cam 1 \(nfs4\)/);
+  assert.equal(decideWatch(ext4, "events", 2, inside).mode, "events", "events never polls");
+  assert.equal(decideWatch(ext4, "auto", 2, []).mode, "events");
 });
 
 Deno.test("Windows: drives net use maps to a share are remote, others are not", () => {
