@@ -1,9 +1,9 @@
 /**
- * Destinations that would lose or endlessly repeat copies, refused before
- * the start (see `start_checks.ts`): two jobs sending into one folder, a
- * local destination where the job's own watch finds its copies again, and
- * local jobs whose copies go round from one watch folder to the next and
- * back.
+ * Jobs whose folders must be kept apart, refused before the start (see `start_checks.ts`):
+ * destinations that would lose or endlessly repeat copies (two jobs sending into one folder, a
+ * local destination where the job's own watch finds its copies again, local jobs whose copies go
+ * round from one watch folder to the next and back), and clean-up that would take sources away
+ * from another job, or move them into a watch folder.
  *
  * @module
  */
@@ -13,7 +13,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
-import type { RealPath } from "./start_checks.ts";
+import type { FolderIds, RealPath } from "./start_checks.ts";
 
 /**
  * Refuse destinations that would lose or endlessly repeat copies: two jobs
@@ -203,4 +203,53 @@ export function excluding(glob: string): string {
 /** A glob that matches `name` alone: `[1]`, `*`, `{a,b}` ... in it match themselves. */
 export function literalGlob(name: string): string {
   return name.replace(/[\\*?[\]{}()!+@|]/g, "\\$&");
+}
+
+/**
+ * Refuse clean-up that would remove what it must not: an archive folder inside a watch folder
+ * (moved files would be sent again) or a watch folder inside an archive folder, and a job that
+ * removes sources from a folder another job watches too, where a file may be that job's (it would
+ * be gone before that job sent it). Folders are compared by their real paths, and by their
+ * identities (`idsOf`: a folder mounted at another path too, `mount --bind`, is the same folder).
+ *
+ * @throws {ConfigError} naming each job, its key's line and both folders
+ */
+export function assertCleanupSafe(
+  config: Config,
+  realPathSoFar: RealPath,
+  idsOf: FolderIds = () => [],
+): void {
+  const problems: string[] = [];
+  const watches = config.jobs.map((job) => realPathSoFar(job.watch_path));
+  // One inside the other, by their real paths, or where a folder is mounted at another path too.
+  const nested = (a: string, b: string, [x, y] = [idsOf(a), idsOf(b)]) =>
+    relativeTo(realPathSoFar(a), realPathSoFar(b)) !== null ||
+    relativeTo(realPathSoFar(b), realPathSoFar(a)) !== null ||
+    (x.length > 0 && y.length > 0 && (y.includes(x[0]) || x.includes(y[0])));
+  for (const [index, job] of config.jobs.entries()) {
+    if (job.after_transfer === "keep") continue;
+    const watch = watches[index];
+    if (job.after_transfer === "move") {
+      const archive = realPathSoFar(job.archive_path);
+      if (nested(job.archive_path, job.watch_path)) {
+        problems.push(
+          `${jobKeyPlace(config, index, "archive_path")}: ${archive} and watch_path ${watch} ` +
+            "must not contain each other (moved files would be found again); choose a folder " +
+            "outside the watch folder",
+        );
+      }
+    }
+    const other = config.jobs.findIndex((o, i) =>
+      i !== index && nested(o.watch_path, job.watch_path) && !apartByExtension(job, o)
+    );
+    if (other < 0) continue;
+    problems.push(
+      `${jobKeyPlace(config, index, "after_transfer")}: "${job.after_transfer}" would take ` +
+        `sources away from job ${config.jobs[other].name}, which watches ${watches[other]} too, ` +
+        "before it has sent them; give the jobs watch folders of their own, patterns for " +
+        'different file name endings (e.g. "*.fits" and "*.log"), or keep the sources ' +
+        "(after_transfer: keep)",
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }

@@ -22,7 +22,7 @@ import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./user_programs.ts";
 import { checkLoginFiles, passphraseKeys, unsetPasswordVariables } from "./login_files.ts";
-import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
+import { assertCleanupSafe, assertDestinationsApart } from "./destinations_apart.ts";
 import { ownFilesWatched } from "./own_files_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
@@ -90,7 +90,7 @@ export async function checkBeforeStart(
   await check(() => checkUserPrograms(config.jobs, config.file, runsAs));
   await check(() => checkLoginFiles(config, runsAs));
   await check(() => checkFolders(config, realPathSoFar, (path) => real.files.get(path)));
-  await check(() => assertCleanupSafe(config, realPathSoFar));
+  await check(() => assertCleanupSafe(config, realPathSoFar, (path) => real.ids.get(path) ?? []));
   await check(() => assertDestinationsApart(config, realPathSoFar));
   problems.push(...ownFilesWatched(config, realPathSoFar));
   const listen = await check(() => listenSettings(config));
@@ -291,47 +291,6 @@ function checkFolders(
 }
 
 /**
- * Refuse clean-up that would remove what it must not: an archive folder
- * inside a watch folder (moved files would be sent again) or a watch folder
- * inside an archive folder, and a job that removes sources from a folder
- * another job watches too, where a file may be that job's (it would be gone
- * before that job sent it). Folders are compared by their real paths.
- *
- * @throws {ConfigError} naming each job, its key's line and both folders
- */
-function assertCleanupSafe(config: Config, realPathSoFar: RealPath): void {
-  const problems: string[] = [];
-  const watches = config.jobs.map((job) => realPathSoFar(job.watch_path));
-  const nested = (a: string, b: string) => relativeTo(a, b) !== null || relativeTo(b, a) !== null;
-  for (const [index, job] of config.jobs.entries()) {
-    if (job.after_transfer === "keep") continue;
-    const watch = watches[index];
-    if (job.after_transfer === "move") {
-      const archive = realPathSoFar(job.archive_path);
-      if (nested(archive, watch)) {
-        problems.push(
-          `${jobKeyPlace(config, index, "archive_path")}: ${archive} and watch_path ${watch} ` +
-            "must not contain each other (moved files would be found again); choose a folder " +
-            "outside the watch folder",
-        );
-      }
-    }
-    const other = config.jobs.findIndex((o, i) =>
-      i !== index && nested(watches[i], watch) && !apartByExtension(job, o)
-    );
-    if (other < 0) continue;
-    problems.push(
-      `${jobKeyPlace(config, index, "after_transfer")}: "${job.after_transfer}" would take ` +
-        `sources away from job ${config.jobs[other].name}, which watches ${watches[other]} too, ` +
-        "before it has sent them; give the jobs watch folders of their own, patterns for " +
-        'different file name endings (e.g. "*.fits" and "*.log"), or keep the sources ' +
-        "(after_transfer: keep)",
-    );
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
-}
-
-/**
  * Why the log file `path` cannot be written (read-only, permission denied): the file itself
  * opened to append to (nothing written), or the folder it is to be made in; `null` when it can.
  */
@@ -392,6 +351,12 @@ function existsAsFolder(path: string): boolean {
 /** `path` made absolute with the links of the part of it that exists resolved. */
 export type RealPath = (path: string) => string;
 
+/**
+ * The identities (`dev:ino`) of a folder that exists and of each folder above it, itself first:
+ * a folder mounted at another path too (`mount --bind`) has the same; none where not known.
+ */
+export type FolderIds = (path: string) => string[];
+
 /** A folder of the config, by its key in the job at `index` (-1: a top-level key). */
 type Folder = { key: string; index: number; path: string };
 
@@ -402,9 +367,9 @@ type Folder = { key: string; index: number; path: string };
  * answering is given {@linkcode SHARE_ANSWER_MS} and then compared as written
  * (`silent`), instead of holding the start (or `config validate`) for good.
  */
-async function realFolders(
-  config: Config,
-): Promise<{ paths: Map<string, string>; files: Map<string, FileOnPath>; silent: Folder[] }> {
+async function realFolders(config: Config): Promise<
+  { paths: Map<string, string>; files: Map<string, FileOnPath>; silent: Folder[]; ids: Ids }
+> {
   const folders: Folder[] = [{ key: "state_dir", index: -1, path: config.state_dir }];
   if (config.log_file !== "") folders.push({ key: "log_file", index: -1, path: config.log_file });
   for (const [index, job] of config.jobs.entries()) {
@@ -424,7 +389,27 @@ async function realFolders(
     if (answer?.file) files.set(folder.path, answer.file);
     else if (answer === null && !silent.some((s) => s.path === folder.path)) silent.push(folder);
   }
-  return { paths, files, silent };
+  const ids: Ids = new Map();
+  for (const { key, path } of folders) {
+    const real = paths.get(path);
+    if (real !== undefined && (key === "watch_path" || key === "archive_path")) {
+      ids.set(path, await folderIds(real));
+    }
+  }
+  return { paths, files, silent, ids };
+}
+
+type Ids = Map<string, string[]>;
+
+/** See {@linkcode FolderIds}: the folder at the real path `real` (none where it is not one). */
+async function folderIds(real: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let at = real;; at = dirname(at)) {
+    const info = await answerWithin(Deno.stat(at)).catch(() => null);
+    if (info === null || info.ino === null || (at === real && !info.isDirectory)) return ids;
+    ids.push(`${info.dev}:${info.ino}`);
+    if (dirname(at) === at) return ids;
+  }
 }
 
 /** Where a file stands on a folder's path: the path itself, or a folder above it. */

@@ -550,7 +550,7 @@ Deno.test("doctor fails on a local destination whose share's client died (ENOTCO
   });
 });
 
-Deno.test("a job that deletes or moves sources watches its folder alone, also through a link; different endings may share it", async () => {
+Deno.test("a job that deletes or moves sources watches its folder alone, also through a link or a bind mount; different endings may share it", async () => {
   await withRoot(async (root, env) => {
     const config = join(root, "config.yaml");
     const watch = join(root, "watch");
@@ -580,6 +580,29 @@ Deno.test("a job that deletes or moves sources watches its folder alone, also th
         /after_transfer of job backup: "move" would take sources away from job archive, which watches .*watch too/,
       );
     }
+    // The same folder mounted at another path too, and a folder inside it: refused. Before: ok,
+    // and the delete job took the other job's files away.
+    await Deno.mkdir(join(root, "other"));
+    await withBindMount(watch, join(root, "bound"), async () => {
+      for (const watched of [join(root, "bound"), join(root, "bound", "sub")]) {
+        await jobs({ watch_path: watched, after_transfer: "delete" }, { watch_path: watch });
+        const bound = await validate();
+        assert.equal(bound.code, 2, bound.stderr);
+        assert.match(
+          bound.stderr,
+          /after_transfer of job backup: "delete" would take sources away from job archive/,
+        );
+      }
+      // An archive that is the watch folder's sub folder, mounted elsewhere.
+      await jobs({
+        watch_path: watch,
+        after_transfer: "move",
+        archive_path: join(root, "bound", "sub"),
+      }, { watch_path: join(root, "other") });
+      const archivedBound = await validate();
+      assert.equal(archivedBound.code, 2, archivedBound.stderr);
+      assert.match(archivedBound.stderr, /archive_path of job backup: .* must not contain each/);
+    });
     // An archive inside the watch folder through a link: moved files would be found again.
     await writeConfig(config, {
       ...daemonKeys(root),
