@@ -21,7 +21,7 @@ import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
 import { dirname, join } from "node:path";
-import { whyUnwritable } from "../ledger/daemon_lock.ts";
+import { whyUnwritable } from "../ledger/state_files.ts";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
 

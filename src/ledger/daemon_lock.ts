@@ -19,7 +19,13 @@ import { join } from "node:path";
 import { DaemonRunningError } from "../errors.ts";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
-import { keepSenderId, writeAtomically } from "./state_files.ts";
+import {
+  keepSenderId,
+  makeStateDir,
+  stateDirError,
+  whyUnwritable,
+  writeAtomically,
+} from "./state_files.ts";
 
 /** Name of the lock file inside `state_dir`. */
 export const LOCK_FILE = "daemon.lock";
@@ -384,25 +390,6 @@ function readInfo(stateDir: string): DaemonInfo | undefined {
   }
 }
 
-/**
- * Create `stateDir` (and its parents) if needed, readable by the daemon's
- * account only (0700); a clear error naming `state_dir` otherwise.
- */
-function makeStateDir(stateDir: string): void {
-  try {
-    Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    return;
-  } catch (error) {
-    const exists = error instanceof Deno.errors.AlreadyExists ||
-      error instanceof Deno.errors.NotADirectory;
-    throw stateDirError(
-      stateDir,
-      exists ? "it (or a folder on its path) is a file, not a folder" : whyUnwritable(error),
-      error,
-    );
-  }
-}
-
 /** The lock file's database, made if missing; a clear error naming `state_dir` when it cannot be. */
 function openLockFile(stateDir: string, lockPath: string): DatabaseSync {
   try {
@@ -420,18 +407,4 @@ function openLockFile(stateDir: string, lockPath: string): DatabaseSync {
     }
     throw stateDirError(stateDir, whyUnwritable(why), error);
   }
-}
-
-/** Why a folder or file cannot be written, in a user's words. */
-export function whyUnwritable(error: unknown): string {
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if ((error as { code?: string }).code === "EROFS") return "it is on a read-only file system";
-  return error instanceof Error ? error.message : String(error);
-}
-
-function stateDirError(stateDir: string, why: string, cause: unknown): Error {
-  return new Error(
-    `Cannot use state_dir ${stateDir}: ${why}; set state_dir to a folder this user can write`,
-    { cause },
-  );
 }

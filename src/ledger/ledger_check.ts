@@ -13,7 +13,8 @@
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
-import { LOCK_FILE, lockSaysLedgerMade, whyUnwritable } from "./daemon_lock.ts";
+import { LOCK_FILE, lockSaysLedgerMade } from "./daemon_lock.ts";
+import { whyUnwritable } from "./state_files.ts";
 import { assertLedgerReadable, isDamage, sqliteText } from "./ledger_file.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 

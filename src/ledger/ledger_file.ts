@@ -24,7 +24,7 @@ import { dirname, join } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
 import { logger } from "../log/logging.ts";
-import { whyUnwritable } from "./daemon_lock.ts";
+import { whyUnwritable } from "./state_files.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */

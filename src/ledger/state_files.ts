@@ -1,7 +1,8 @@
 /**
  * The state folder's small files beside the ledger (`daemon.json`, `daemon.pid`, `daemon.moved`,
  * `sender_id`): each written whole ({@linkcode writeAtomically}); and the one of them that
- * outlives every run, this install's own id.
+ * outlives every run, this install's own id. And the folder itself, made private
+ * ({@linkcode makeStateDir}), and why it cannot be used ({@linkcode whyUnwritable}).
  *
  * The id (the "sender id") is random, made at the install's first start and kept in the file
  * {@linkcode SENDER_ID_FILE} of its `state_dir`, beside the ledger and not in it, so a damaged
@@ -267,4 +268,38 @@ function errorText(error: unknown): string {
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Create `stateDir` (and its parents) if needed, readable by the daemon's
+ * account only (0700); a clear error naming `state_dir` otherwise.
+ */
+export function makeStateDir(stateDir: string): void {
+  try {
+    Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    return;
+  } catch (error) {
+    const exists = error instanceof Deno.errors.AlreadyExists ||
+      error instanceof Deno.errors.NotADirectory;
+    throw stateDirError(
+      stateDir,
+      exists ? "it (or a folder on its path) is a file, not a folder" : whyUnwritable(error),
+      error,
+    );
+  }
+}
+
+/** Why a folder or file cannot be written, in a user's words. */
+export function whyUnwritable(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if ((error as { code?: string }).code === "EROFS") return "it is on a read-only file system";
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The error that says `state_dir` cannot be used (`why`), and what to set. */
+export function stateDirError(stateDir: string, why: string, cause: unknown): Error {
+  return new Error(
+    `Cannot use state_dir ${stateDir}: ${why}; set state_dir to a folder this user can write`,
+    { cause },
+  );
 }

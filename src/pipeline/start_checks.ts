@@ -17,7 +17,7 @@ import type { Config } from "../config/types.ts";
 import { keysNoJobInherits } from "../config/jobs.ts";
 import { keysOfOtherMethods } from "../config/method_keys.ts";
 import { ConfigError } from "../errors.ts";
-import { whyUnwritable } from "../ledger/daemon_lock.ts";
+import { whyUnwritable } from "../ledger/state_files.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./user_programs.ts";
