@@ -9,6 +9,7 @@ import { Command, Option } from "commander";
 import { dirname, join, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
+import { daemonStillRuns } from "../process/live_daemon.ts";
 import { loadConfig } from "../config/load.ts";
 import { configCommand, expandPath, regularFileText, resolveConfigPath } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS, resolveDaemon } from "../config/resolve.ts";
@@ -243,9 +244,12 @@ export interface DaemonStatus {
   runCommand?: string;
 }
 
-/** Whether a daemon runs on `stateDir`, for `status`. */
+/**
+ * Whether a daemon runs on `stateDir`, for `status` (and `stop`, `restart`, `resend`): its lock
+ * held, or, on a file system that does not pass locks on, the daemon its PID file names alive.
+ */
 export function daemonStatus(stateDir: string): DaemonStatus {
-  const state: DaemonState = probeDaemon(stateDir);
+  const state: DaemonState = probeDaemon(stateDir, daemonStillRuns);
   if (!state.running) {
     return state.stalePid === undefined
       ? { running: false }

@@ -10,6 +10,7 @@
  * @module
  */
 import { removeAfterCrash } from "../process/crash_cleanup.ts";
+import { daemonStillRuns } from "../process/live_daemon.ts";
 import { Command } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig } from "../config/load.ts";
@@ -269,7 +270,7 @@ function checkStateDisk(stateDir: string): ProbeCheck | null {
 function checkSenderId(stateDir: string, ledger: Ledger | null): ProbeCheck | null {
   let daemonRuns = false;
   try {
-    const state = probeDaemon(stateDir);
+    const state = probeDaemon(stateDir, daemonStillRuns);
     daemonRuns = state.running && state.stateDir === undefined;
   } catch { /* its lock cannot be checked: as none runs */ }
   const detail = senderIdTrouble(stateDir, { daemonRuns, ledger });

@@ -7,7 +7,10 @@
  * for `kill -HUP "$(cat daemon.pid)"`) and `daemon.json` (pid, start time,
  * version, config file, and the jobs paused because their destination is
  * full) for `status`; both are removed at release. Files left
- * by a daemon that was killed are recognised as stale because the lock is free.
+ * by a daemon that was killed are recognised as stale because the lock is free, and the daemon
+ * they name does not run: a file system that does not pass locks on (a FUSE mount, a network
+ * share) grants the lock while its holder runs, so that daemon is then looked for by its pid,
+ * program, host and start time (a {@linkcode StillRuns} the caller gives).
  * Where the state folder was emptied while the daemon ran, the lock holder also
  * writes back this install's id (`state_files.ts`), at the ledger's rebuild
  * ({@linkcode DaemonLock.renew}) and at release, so the next start keeps it.
@@ -47,6 +50,8 @@ export interface DaemonInfo {
   pid: number;
   /** Start time, ISO 8601. */
   startedAt: string;
+  /** The host name of the computer it runs on (none: written by an earlier version). */
+  host?: string;
   version: string;
   /** Config file it was started with. */
   config: string;
@@ -111,6 +116,12 @@ export function lockSaysLedgerMade(lockPath: string): boolean {
   return read < 64 || new DataView(header.buffer).getUint32(60) !== LOCK_NO_LEDGER;
 }
 
+/**
+ * Whether the daemon that wrote `info` (and the PID file) runs now, its process alive and the same
+ * (`process/live_daemon.ts`); `false` counts its files stale.
+ */
+export type StillRuns = (info: DaemonInfo) => boolean;
+
 /** A held lock; release it with {@linkcode DaemonLock.release}. */
 export interface DaemonLock {
   /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
@@ -147,13 +158,15 @@ export interface DaemonLock {
  * has a page (written the first time), and a PID file that cannot be written
  * is reported in {@linkcode DaemonLock.pidFileError}.
  *
- * @throws {DaemonRunningError} when another daemon holds it
+ * @param stillRuns tells whether the daemon a PID file names runs, the lock granted all the same
+ * @throws {DaemonRunningError} when another daemon holds it, or runs by `stillRuns`
  * @throws {Error} naming `state_dir` when the folder cannot be made or is not a
  *   folder, or the lock file cannot be used
  */
 export function acquireDaemonLock(
   stateDir: string,
-  info?: Omit<DaemonInfo, "pid" | "startedAt">,
+  info?: Omit<DaemonInfo, "pid" | "startedAt" | "host">,
+  stillRuns?: StillRuns,
 ): DaemonLock {
   makeStateDir(stateDir);
   // Before the lock file is made: a start refused here leaves no sign of a run.
@@ -196,8 +209,18 @@ export function acquireDaemonLock(
   }
   const stalePid = readPid(stateDir);
   const stale = stalePid === undefined ? undefined : readInfo(stateDir);
+  if (stale && stale.pid === stalePid && stillRuns?.(stale)) {
+    db.close(); // Nothing written: its PID file, its runtime folder are the running daemon's.
+    throw new DaemonRunningError(
+      `Cannot start: another image-transfer daemon is already running (pid ${stale.pid}, config ` +
+        `${stale.config}) with state_dir ${stateDir}, although its lock was granted: the file ` +
+        "system there does not pass locks on (a FUSE mount such as bindfs, a network share), so " +
+        "the lock cannot keep a second daemon out (stop it first, or give this config its own " +
+        "state_dir, on a local disk)",
+    );
+  }
   const record: DaemonInfo | undefined = info &&
-    { pid: Deno.pid, startedAt: new Date().toISOString(), ...info };
+    { pid: Deno.pid, startedAt: new Date().toISOString(), ...hostName(), ...info };
   const writeInfo = (shown: DaemonInfo) =>
     writeAtomically(join(stateDir, INFO_FILE), JSON.stringify(shown, null, 2) + "\n");
   let pidFileError: string | undefined;
@@ -301,6 +324,15 @@ export function acquireDaemonLock(
   };
 }
 
+/** This computer's host name, for {@linkcode DaemonInfo.host}; none where it cannot be read. */
+function hostName(): { host?: string } {
+  try {
+    return { host: Deno.hostname() };
+  } catch {
+    return {};
+  }
+}
+
 /** Whether a daemon runs on a state folder, and what it says about itself. */
 export type DaemonState =
   /** `stateDir`: the daemon runs with another state_dir, whose change its reload refused. */
@@ -308,13 +340,14 @@ export type DaemonState =
   | { running: false; stalePid: number | undefined };
 
 /**
- * Find out, without taking it, whether the lock of `stateDir` is held.
+ * Find out, without taking it, whether the lock of `stateDir` is held (or, where it is free, the
+ * daemon its PID file names runs by `stillRuns`: a file system that does not pass locks on).
  * Nothing is written.
  *
  * @throws {Error} when the lock file exists but cannot be checked (e.g. no permission)
  */
-export function probeDaemon(stateDir: string): DaemonState {
-  const here = probeLock(stateDir);
+export function probeDaemon(stateDir: string, stillRuns?: StillRuns): DaemonState {
+  const here = probeLock(stateDir, stillRuns);
   const moved = here.running ? undefined : readMoved(stateDir);
   if (moved === undefined || moved === stateDir) return here;
   return probeMoved(moved) ? { ...probeLock(moved), stateDir: moved } as DaemonState : here;
@@ -339,7 +372,7 @@ function readMoved(stateDir: string): string | undefined {
 }
 
 /** {@linkcode probeDaemon} of the lock in `stateDir` itself. */
-function probeLock(stateDir: string): DaemonState {
+function probeLock(stateDir: string, stillRuns?: StillRuns): DaemonState {
   const path = join(stateDir, LOCK_FILE);
   try {
     Deno.statSync(path);
@@ -364,7 +397,10 @@ function probeLock(stateDir: string): DaemonState {
   } finally {
     db?.close();
   }
-  return { running: false, stalePid: readPid(stateDir) };
+  const stalePid = readPid(stateDir);
+  const info = stalePid === undefined ? undefined : readInfo(stateDir);
+  if (info && info.pid === stalePid && stillRuns?.(info)) return { running: true, info };
+  return { running: false, stalePid };
 }
 
 function errorText(error: unknown): string {

@@ -18,6 +18,7 @@ import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { keepStateDirPrivate } from "../ledger/ledger_file.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { daemonStillRuns } from "../process/live_daemon.ts";
 import { SENDER_ID_FILE } from "../ledger/state_files.ts";
 import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
@@ -58,10 +59,7 @@ export interface DaemonOptions {
   runCommand?: string; // Started without a config file: the run that starts it again (`restart`).
 }
 
-/**
- * How long `run --once` waits for a ledger that cannot be written (the daemon
- * waits as long as it takes) before it gives up with an error.
- */
+/** How long `run --once` waits for a ledger it cannot write, then fails (the daemon waits on). */
 export const ONCE_LEDGER_WAIT_MS = 30_000;
 
 /** The signals that stop the daemon on this OS. */
@@ -89,12 +87,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const service = Deno.env.get("IMAGE_TRANSFER_SERVICE");
   // Looked at before this run takes the lock: a ledger missing beside it was lost.
   const ranBefore = daemonRanIn(config.state_dir);
+  // Refused where its PID file names a live daemon, the lock granted all the same (live_daemon.ts).
   const lock = acquireDaemonLock(config.state_dir, {
     version: VERSION,
     config: config.file,
     runCommand: options.runCommand, // Left out of its file where none.
     ...(service ? { service } : {}),
-  });
+  }, daemonStillRuns);
   let ledger: Ledger | undefined;
   let removeRuntimeDir = () => Promise.resolve(); // And after a crash until then: see below.
   const events = new DaemonEvents();
