@@ -6,7 +6,13 @@
  *
  * @module
  */
-import { classifyFtpError, type FtpJob, ftpServerName, isFtpError } from "./connect.ts";
+import {
+  classifyFtpError,
+  commandTooLong,
+  type FtpJob,
+  ftpServerName,
+  isFtpError,
+} from "./connect.ts";
 import { checkSource, type DeliverySteps } from "../deliver.ts";
 import {
   badName,
@@ -103,6 +109,9 @@ export function batchSteps(
     if (upload.made) return;
     // MKD fails on any name that exists: nothing planted there is written through.
     const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
+    if (made.code === 500 && /too long/i.test(made.message)) {
+      throw commandTooLong(made.message, upload.path);
+    }
     if (made.code >= 400) {
       const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
       const advice = `check that the login may write in ${folder}; anything that exists ` +

@@ -313,6 +313,7 @@ export function classifyFtpError(
         { cause: error },
       );
     }
+    if (ftpCode === 500 && /too long/i.test(reason)) return commandTooLong(reason);
     if (ftpCode >= 500) {
       return new TransferError(`FTP server ${server}: ${step} refused (${reason})`, "retry-later", {
         cause: error,
@@ -333,6 +334,19 @@ export function classifyFtpError(
     ? `connection lost or refused (${reason})`
     : reason;
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });
+}
+
+/**
+ * The error of a file whose path at the destination is longer than the server takes in one
+ * command (vsftpd: `500 Input line too long.`): it never goes as it is, so it is not tried again.
+ */
+export function commandTooLong(reason: string, path?: string): TransferError {
+  const length = path === undefined ? "" : ` (${path.length} characters there)`;
+  return new TransferError(
+    `the FTP server refuses a command this long (${reason.trim()}): the path at the ` +
+      `destination is too long${length}; shorten the folder or file names`,
+    "fatal",
+  );
 }
 
 /**

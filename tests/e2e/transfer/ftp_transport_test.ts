@@ -278,6 +278,28 @@ Deno.test("ftp: hostile names arrive intact; a name with a line break is refused
     await assert.rejects(Deno.stat("pwned"));
   }));
 
+Deno.test("ftp: a path longer than the server takes in a command is refused for good, saying so; the other files arrive", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
+    const deep = Array.from({ length: 16 }, (_, i) => `${i}`.padEnd(250, "x")).join("/");
+    const long = await item(src, "long", randomBytes(100), `20240315/${deep}/y.fits`);
+    const short = await item(src, "short", randomBytes(2000), "20240315/short.fits");
+    const outcomes = await send(server.job({ remote_base_path: dest }), [long, short]);
+    // Before: "cannot make the upload folder … (500 Input line too long.): check that the login
+    // may write in …", tried again every few minutes for ever.
+    assert.equal(outcomes[0].error?.kind, "fatal", outcomes[0].error?.message);
+    assert.match(
+      outcomes[0].error!.message,
+      /the FTP server refuses a command this long \(500 Input line too long\.\): the path at the destination is too long \(\d+ characters there\); shorten the folder or file names$/,
+    );
+    // vsftpd drops the connection after that answer: a file sent over it meanwhile goes again.
+    if (outcomes[1].error !== null) {
+      assert.equal(outcomes[1].error.kind, "retry", outcomes[1].error.message);
+      const [again] = await send(server.job({ remote_base_path: dest }), [short]);
+      assert.equal(again.error, null, again.error?.message);
+    }
+    await assertArrived(dest, [short]);
+  }));
+
 Deno.test("ftp: a wrong password fails every item of the batch once, fatal, with the reason", () =>
   withVsftpd({}, async ({ server, src, dest }) => {
     const items = [
