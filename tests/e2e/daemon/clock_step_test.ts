@@ -50,10 +50,15 @@ Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and re
       "a.fits at the destination",
     );
     assert.deepEqual(await Deno.readFile(join(box.dest, night, "a.fits")), bytes);
+    // Both said: the arrival is logged once the ledger holds it (a moment after the rename).
     await waitFor(
-      async () => /Attempt 1 of .*b\.fits failed/.test(await Deno.readTextFile(box.logFile)),
+      async () => {
+        const log = await Deno.readTextFile(box.logFile);
+        return /Attempt 1 of .*b\.fits failed/.test(log) &&
+          /Successfully transferred .*a\.fits/.test(log);
+      },
       90_000,
-      "the failed attempt of b.fits",
+      "the failed attempt of b.fits and the arrival of a.fits",
     );
 
     const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
