@@ -95,8 +95,12 @@ export async function applyPlan(plan: ServicePlan, options: ApplyOptions): Promi
       if (step.kind === "write") {
         const path = underRoot(options.root, step.file.path);
         await undo.makeFolders(dirname(path));
-        await undo.keep(path);
-        await writeAtomically(path, encodeFile(step.file));
+        const bytes = encodeFile(step.file);
+        if (sameBytes(await undo.keep(path), bytes)) {
+          options.log(`unchanged ${path}`); // Installed already, as it is now.
+          continue;
+        }
+        await writeAtomically(path, bytes);
         options.log(`wrote ${path}`);
       } else if (step.kind === "mkdir") {
         // The daemon's own folders are its data, not part of a package: not under --root.
@@ -141,14 +145,16 @@ class Undo {
   /** Folders created, parents first. */
   #folders: string[] = [];
 
-  /** Remember `path`'s current contents before it is overwritten. */
-  async keep(path: string): Promise<void> {
+  /** Remember `path`'s current contents before it is overwritten; they (`null`: none there). */
+  async keep(path: string): Promise<Uint8Array | null> {
+    let bytes: Uint8Array | null = null;
     try {
-      this.#files.push([path, await Deno.readFile(path)]);
+      bytes = await Deno.readFile(path);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
-      this.#files.push([path, null]);
     }
+    this.#files.push([path, bytes]);
+    return bytes;
   }
 
   /** Create `path` and its missing parents; return the folders created, parents first. */
@@ -277,4 +283,9 @@ export async function installNotes(
     );
   }
   return notes;
+}
+
+/** Whether `a` holds exactly the bytes `b`. */
+function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
+  return a !== null && a.length === b.length && a.every((byte, i) => byte === b[i]);
 }

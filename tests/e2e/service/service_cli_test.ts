@@ -541,6 +541,9 @@ Deno.test("install-service --root writes exactly the unit; re-running is idempot
     const again = await runCli(["-c", config, "install-service", "--root", root], { env });
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^Already installed, up to date: /m);
+    // Before: "wrote …" above "Already installed, up to date", as if it had changed.
+    assert.match(again.stdout, /^unchanged .*image-transfer\.service$/m);
+    assert.doesNotMatch(again.stdout, /^wrote /m);
     assert.equal(await Deno.readTextFile(join(root, SYSTEM_UNIT)), unit);
     assert.deepEqual(await listFiles(root), [SYSTEM_UNIT, "etc/systemd/system/other.service"]);
 
