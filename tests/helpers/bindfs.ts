@@ -72,6 +72,20 @@ export function mountHoldingView(
   return serveView("/usr/bin/python3", [program, folder, mountPoint, hold], mountPoint);
 }
 
+/**
+ * Mount `tests/fixtures/programs/no_links_fs.py`'s view of `folder` at `mountPoint`: as
+ * {@linkcode mountHoldingView}'s, but every hard link asked of it fails with EPERM (as on FAT).
+ * Resolves once it is mounted; unmount with {@linkcode unmountBindfs}, then wait for the process.
+ */
+export function mountNoLinksView(
+  folder: string,
+  mountPoint: string,
+  hold: string,
+): Promise<Deno.ChildProcess> {
+  const program = new URL("../fixtures/programs/no_links_fs.py", import.meta.url).pathname;
+  return serveView("/usr/bin/python3", [program, folder, mountPoint, hold], mountPoint);
+}
+
 /** Start `program` serving a FUSE view at `mountPoint`; resolves once it is mounted. */
 async function serveView(
   program: string,

@@ -24,7 +24,8 @@ import { systemError, TransferError, type TransferErrorKind } from "../../errors
 import { verifyCopy } from "../deliver.ts";
 import type { SourceInfo, SourceRef } from "../source.ts";
 import type { LocalDelivery } from "./temp_copies.ts";
-import { CopyVanished } from "./renamed.ts";
+import { CopyVanished, replacedError } from "./renamed.ts";
+import { NameTaken } from "../keep_others.ts";
 import { logger } from "../../log/logging.ts";
 
 /** Files up to this size may be copied by the copier. */
@@ -63,7 +64,8 @@ export type PutResult =
 
 /** Copies to rename into place, copies to drop, and folders to flush once renamed. */
 export interface FinishOrder {
-  renames: Array<{ key: number; finalPath: string }>;
+  /** `noReplace`: the copy replaces no file under its final name (see `renamed.ts`). */
+  renames: Array<{ key: number; finalPath: string; noReplace: boolean }>;
   drops: number[];
   folders: string[];
 }
@@ -79,9 +81,11 @@ export interface CopyFault {
   /**
    * `call`: a file call failed; `transfer`: the source, as judged by
    * `source.ts`; `replaced`/`vanished`: the temporary name before the
-   * rename; `lost`: the copier's thread did not do it.
+   * rename; `taken`: the final name (`NameTaken`); `lost`: the copier's thread did not do it.
    */
-  stage: "call" | "transfer" | "replaced" | "vanished" | "lost";
+  stage: "call" | "transfer" | "replaced" | "vanished" | "taken" | "lost";
+  /** The final name taken, and whether by a file (`taken`). */
+  taken?: { path: string; file: boolean };
 }
 
 /** What the daemon asks of the copier. */
@@ -257,6 +261,7 @@ export class LocalCopier {
         renames: renaming.map((delivery) => ({
           key: delivery.copierKey!,
           finalPath: delivery.finalPath,
+          noReplace: delivery.item.noReplace === true,
         })),
         drops: held.filter((delivery) => delivery.error !== null).map((d) => d.copierKey!),
         folders: [...new Set(renaming.map((delivery) => dirname(delivery.finalPath)))],
@@ -428,13 +433,9 @@ class CopierThread {
 /** The error a {@linkcode CopyFault} stands for; `tempPath` names the copy before its rename. */
 function faultError(fault: CopyFault | null, tempPath = ""): Error {
   if (fault === null) return new TransferError("the copier answered something else", "retry");
-  if (fault.stage === "replaced") {
-    return new TransferError(
-      `the temporary file ${tempPath} was replaced by someone else before the rename; not delivered`,
-      "retry",
-    );
-  }
+  if (fault.stage === "replaced") return replacedError(tempPath);
   if (fault.stage === "vanished") return new CopyVanished(tempPath);
+  if (fault.stage === "taken") return new NameTaken(fault.taken!.path, fault.taken!.file);
   if (fault.stage === "transfer") {
     const cause = fault.cause && systemError(fault.cause);
     return new TransferError(fault.message, fault.kind ?? "retry", { cause });

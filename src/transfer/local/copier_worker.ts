@@ -2,7 +2,7 @@
  * The copier's thread (see `copier.ts`): it opens and checks each source as
  * every transport does (`source.ts`), copies it under its temporary name with
  * the source's mode and times, hashing what it reads, reads the copy back and
- * flushes it; later it renames the copy into place and flushes its folder.
+ * flushes it; later it puts the copy into place (`renamed.ts`) and flushes its folder.
  * Each temporary file stays open here, by its key, from `put` until `finish`
  * renames or drops it: a file this thread opened is not the daemon's to use.
  *
@@ -24,7 +24,6 @@ import {
   lstatSync,
   openSync,
   readSync,
-  renameSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
@@ -46,7 +45,8 @@ import type {
   PutOrder,
   PutResult,
 } from "./copier.ts";
-import { renamedForeignSync } from "./renamed.ts";
+import { placeSync } from "./renamed.ts";
+import { NameTaken } from "../keep_others.ts";
 
 /** Flags of a new temporary file: created here or not at all, never through a link. */
 const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
@@ -158,11 +158,11 @@ function hashOf(fd: number): string {
   return hash.digest("hex");
 }
 
-/** Rename the copies of `order.renames`, drop the others, flush the folders of those renamed. */
+/** Put the copies of `order.renames` in place, drop the others, flush the folders of those put. */
 function finish(order: FinishOrder): Pick<CopierReply & { kind: "finish" }, "renamed" | "folders"> {
   const renamed: Array<{ key: number; fault: CopyFault | null }> = [];
   const folders: Array<{ folder: string; fault: CopyFault | null }> = [];
-  for (const { key, finalPath } of order.renames) {
+  for (const { key, finalPath, noReplace } of order.renames) {
     const entry = open.get(key);
     if (entry === undefined) {
       renamed.push({ key, fault: { name: "Error", message: "not open", stage: "lost" } });
@@ -177,9 +177,8 @@ function finish(order: FinishOrder): Pick<CopierReply & { kind: "finish" }, "ren
       continue;
     }
     try {
-      renameSync(entry.tempPath, finalPath);
       // Replaced between the check and the rename: their file goes back (see `renamed.ts`).
-      const foreign = renamedForeignSync(entry.tempPath, finalPath, copy!);
+      const foreign = placeSync(entry.tempPath, finalPath, copy!, noReplace);
       renamed.push({ key, fault: foreign ? { ...REPLACED } : null });
     } catch (error) {
       renamed.push({ key, fault: faultOf(error) });
@@ -251,6 +250,14 @@ function whereSupported(change: () => void): void {
 
 /** What the daemon's thread needs of an error to judge it. */
 function faultOf(error: unknown): CopyFault {
+  if (error instanceof NameTaken) {
+    return {
+      name: error.name,
+      message: error.message,
+      stage: "taken",
+      taken: { path: error.path, file: error.file },
+    };
+  }
   if (error instanceof TransferError) {
     const cause = error.cause instanceof Error ? faultOf(error.cause) : undefined;
     return { name: error.name, message: error.message, kind: error.kind, cause, stage: "transfer" };

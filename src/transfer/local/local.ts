@@ -5,9 +5,10 @@
  * `source.ts`) into a new temporary file in its destination folder,
  * created exclusively under an unpredictable name (see `temp_name.ts`), with
  * the source's permission bits (without group/other write) and mtime,
- * verified through the same open file and flushed to disk, and renamed into
- * place once the name still points at that file; the renames of a batch are
- * flushed once per folder.
+ * verified through the same open file and flushed to disk, and put into
+ * place once the name still points at that file (renamed; linked where it may
+ * replace nothing: see `renamed.ts`); the folders of a batch are flushed once
+ * each.
  *
  * @module
  */
@@ -21,7 +22,7 @@ import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps } from "../deliver.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
 import { LocalCopier } from "./copier.ts";
-import { renamedForeign, replacedError } from "./renamed.ts";
+import { place, replacedError } from "./renamed.ts";
 import { AnswerWatch, assertSameFile, byFolder, CALLS_HERE, copyData, syncFolder } from "./copy.ts";
 import { type DestinationCalls, destinationCalls, verifyOpenCopy, whereSupported } from "./copy.ts";
 import { toTransferError } from "./failures.ts";
@@ -432,8 +433,11 @@ export class LocalTransport implements Transport {
     // Closed first: the final name is only ever made by the rename of a finished file.
     await calls.close(delivery.target!);
     delivery.target = null;
-    await Deno.rename(tempPath, finalPath);
-    if (await renamedForeign(tempPath, finalPath, copy, calls.lstat)) lost(replacedError(tempPath));
+    // Over nothing another put there since the look, for a copy that may replace nothing.
+    const { noReplace } = delivery.item;
+    if (await place(tempPath, finalPath, copy, noReplace, calls.lstat, calls.remove)) {
+      lost(replacedError(tempPath));
+    }
     // The copy that vanished from under an earlier attempt may be back (the share mounted again).
     if (this.#vanished.delete(finalPath)) await this.#copies.drop(finalPath).catch(() => {});
     return true;

@@ -10,6 +10,7 @@ import type { TransferError } from "../../../src/errors.ts";
 import { LocalCopier } from "../../../src/transfer/local/copier.ts";
 import { type LocalDelivery, partDelivery } from "../../../src/transfer/local/temp_copies.ts";
 import { toTransferError } from "../../../src/transfer/local/failures.ts";
+import { NameTaken } from "../../../src/transfer/keep_others.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
@@ -166,6 +167,48 @@ Deno.test("LocalCopier: a temporary name replaced or removed before the rename i
       );
       assert.equal(await exists(removed.finalPath), false);
       assert.deepEqual(await Deno.readFile(fine.finalPath), await Deno.readFile(fine.item.source));
+    } finally {
+      copier.close();
+    }
+  });
+});
+
+Deno.test("LocalCopier: a copy that may replace nothing is not put over a file or folder that took its final name after it was copied; one whose name is still free arrives, under one name only", async () => {
+  await withDirs(async (src, dest) => {
+    const copier = new LocalCopier();
+    try {
+      const noReplace = async (name: string, index: number) => {
+        const made = await delivery(src, dest, name, randomBytes(500), index);
+        return { ...made, item: { ...made.item, noReplace: true } };
+      };
+      const byFile = await noReplace("s1 '$(x)'.fits", 0);
+      const byFolder = await noReplace("s2.fits", 1);
+      const free = await noReplace("s3.fits", 2);
+      const { errors, fail } = failures();
+      await copier.put([byFile, byFolder, free], CHECKSUM, fail);
+      assert.equal(errors.size, 0);
+      // Another daemon's files arrive under two of the names.
+      const theirs = randomBytes(500);
+      await Deno.writeFile(byFile.finalPath, theirs);
+      await Deno.mkdir(byFolder.finalPath);
+      const finished = await copier.finish([byFile, byFolder, free]);
+      const taken = finished.renamed.get(byFile);
+      assert.ok(taken instanceof NameTaken, String(taken));
+      assert.equal(taken.file, true);
+      assert.equal(taken.path, byFile.finalPath);
+      const folder = finished.renamed.get(byFolder);
+      assert.ok(folder instanceof NameTaken && !folder.file, String(folder));
+      assert.equal(finished.renamed.get(free), null);
+      assert.deepEqual(finished.lost, []);
+      assert.deepEqual(await Deno.readFile(byFile.finalPath), theirs, "their file is left alone");
+      assert.equal((await Deno.lstat(byFolder.finalPath)).isDirectory, true);
+      assert.deepEqual(await Deno.readFile(free.finalPath), await Deno.readFile(free.item.source));
+      assert.equal((await Deno.stat(free.finalPath)).nlink, 1, "no second name left");
+      assert.deepEqual(
+        (await listFiles(dest)).sort(),
+        ["20240315/s1 '$(x)'.fits", "20240315/s3.fits"],
+        "no temporary copy left",
+      );
     } finally {
       copier.close();
     }
