@@ -7,9 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
+import { mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
 import { cliSandbox, countingHook } from "../../helpers/sandbox.ts";
-import { listFiles, randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
@@ -167,6 +169,54 @@ for (const method of ["local", "ftp"] as const) {
     });
   });
 }
+
+Deno.test("local: two daemons sending files of the same names to one destination at once: neither replaces the other's, the later one's goes beside", async () => {
+  // Two acquisition PCs (state_dir and watch folder of their own), one destination folder: the
+  // first writes it through a view whose writes wait while `hold` exists (`holding_fs.py`), so
+  // the second sends its file while the first's copy is held, looked at and seen free.
+  await using first = await cliSandbox(keys("checksum"));
+  await using second = await cliSandbox(keys("checksum"));
+  const [disk, view, hold] = ["dest", "view", "hold"].map((name) => join(first.root, name));
+  const night = join(disk, "20240701");
+  await Deno.mkdir(night, { recursive: true });
+  await first.rewrite({ ...keys("checksum"), remote_base_path: view });
+  await second.rewrite({ ...keys("checksum"), remote_base_path: disk });
+  const fromFirst = randomBytes(4 << 20);
+  const fromSecond = randomBytes(4 << 20); // The same size: only the bytes tell them apart.
+  await writeSource(first.watch, "s1.fits", fromFirst);
+  await writeSource(second.watch, "s1.fits", fromSecond);
+  await Deno.writeFile(hold, new Uint8Array());
+  const server = await mountHoldingView(disk, view, hold);
+  try {
+    const firstRun = startCli(["run", "--once", "-c", first.config], { env: first.env });
+    try {
+      // Looked into behind the view: the view answers nothing while a write waits.
+      await waitFor(async () => (await listFiles(night)).some((name) => isTempName(name)));
+      const secondRun = await runCli(["run", "--once", "-c", second.config], { env: second.env });
+      assert.equal(secondRun.code, 0, secondRun.stdout + secondRun.stderr);
+      assert.equal(await sha256OfFile(join(night, "s1.fits")), sha256Of(fromSecond));
+      await Deno.remove(hold);
+      const status = await firstRun.process.status;
+      await firstRun.stop();
+      const log = firstRun.stdout() + firstRun.stderr();
+      assert.equal(status.code, 0, log);
+      assert.equal(await sha256OfFile(join(night, "s1.fits")), sha256Of(fromSecond), log);
+      assert.equal(await sha256OfFile(join(night, "s1~2.fits")), sha256Of(fromFirst), log);
+      assert.deepEqual(await listFiles(disk), ["20240701/s1.fits", "20240701/s1~2.fits"], log);
+      assert.match(
+        log,
+        /WARN.*s1\.fits, which holds another file that this job did not send there.*it goes to \S*s1~2\.fits/,
+      );
+    } finally {
+      await Deno.remove(hold).catch(() => {});
+      await firstRun.stop();
+    }
+  } finally {
+    await unmountBindfs(view);
+    await server.status;
+    await Deno.remove(`${disk}.attic`, { recursive: true }).catch(() => {});
+  }
+});
 
 Deno.test("a new file under a name sent before goes beside its earlier copy, never over another's file at the numbered name", async () => {
   // Another acquisition machine's daemon put its own light_0001 beside this job's, at ~2.
