@@ -39,7 +39,7 @@ export interface Classification {
 
 interface Rule {
   test: RegExp;
-  kind: TransferErrorKind;
+  kind: TransferErrorKind | ((match: RegExpMatchArray) => TransferErrorKind);
   reason: (context: FailureContext, match: RegExpMatchArray) => string;
 }
 
@@ -112,6 +112,36 @@ export function noisyShellReason(c: FailureContext, tools = "scp and rsync"): st
     `${c.destination} true" prints nothing`;
 }
 
+/**
+ * A source file of this machine that scp or rsync could not read: scp's SFTP client (`open local`,
+ * `fstat local`, `read local`, ...), rsync's sender (`send_files failed to open`, `read errors
+ * mapping`, `link_stat`); the path (quoted, as each tool quotes it) and the system's words.
+ */
+const LOCAL_READ =
+  /(?:^|\n)(?:\S*scp: )?[a-z]+ local "((?:[^"\n]|"(?!: ))*)": ([^\n]*)|rsync: (?:\[sender\] )?(?:send_files failed to open|read errors mapping|link_stat|readlink_stat) "((?:[^"\n]|"(?!(?: failed)?: ))*)"(?: failed)?: ([^\n]*?)(?: \(\d+\))?(?:\n|$)/;
+
+/**
+ * Why a source file of this machine could not be read (`match`: of {@linkcode LOCAL_READ}): its
+ * file system does not answer (a share), it vanished, or it may not be read. Said as
+ * {@linkcode sourceUnreadable} says it where the daemon reads a source itself: the watch folder's
+ * problem (the pipeline asks whether it can be read now), never the destination's.
+ */
+function localReadReason(match: RegExpMatchArray): string {
+  const path = match[1] ?? match[3], words = (match[2] ?? match[4]).trim();
+  if (SHARE_GONE_WORDS.test(words)) {
+    return `cannot read the source file ${path}: its file system does not answer (${words}); ` +
+      "a share unmounted, or its server or client gone? It is tried again";
+  }
+  if (/No such file or directory/i.test(words)) {
+    return `the source file ${path} vanished before it was sent`;
+  }
+  return `cannot read the source file ${path} (${words}); fix its permissions`;
+}
+
+/** The system's words for a file system that does not answer (see {@linkcode shareGone}). */
+const SHARE_GONE_WORDS =
+  /Transport endpoint is not connected|Input\/output error|Stale (?:NFS )?file handle|Host is down|Connection timed out|Software caused connection abort/i;
+
 /** Checked in order; the first match wins. */
 const RULES: Rule[] = [
   {
@@ -178,6 +208,13 @@ const RULES: Rule[] = [
       }, or use ${c.fromTo ? "--method scp" : "transfer_method: scp"}`,
   },
   {
+    // Before the remote words: a source it may not read says "Permission denied" too.
+    test: LOCAL_READ,
+    // A source it may not read needs a fix first (as sourceUnreadable says); else retried.
+    kind: (match) => / fix its permissions$/.test(localReadReason(match)) ? "fatal" : "retry",
+    reason: (_c, match) => localReadReason(match),
+  },
+  {
     test: /Could not resolve hostname|Name or service not known|nodename nor servname/,
     kind: "retry",
     reason: (c) =>
@@ -225,7 +262,9 @@ export function classifyText(
 ): Classification {
   for (const rule of RULES) {
     const match = text.match(rule.test);
-    if (match) return { kind: rule.kind, reason: rule.reason(context, match) };
+    if (!match) continue;
+    const kind = typeof rule.kind === "function" ? rule.kind(match) : rule.kind;
+    return { kind, reason: rule.reason(context, match) };
   }
   if (code === 255 || (tool === "rsync" && code !== null && RSYNC_NETWORK_CODES.has(code))) {
     return { kind: "retry", reason: connectionLost(context) };

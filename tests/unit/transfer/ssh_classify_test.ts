@@ -402,3 +402,54 @@ Deno.test("without a config file (--to), what to change is said of the options t
   const timedOut = classifyFailure(failure("scp", null, "", true), "send b", quick).message;
   assert.match(timedOut, /timed out after 2 s \(--set transfer_timeout_seconds=…\)$/);
 });
+
+Deno.test("a source of this machine scp or rsync cannot read is the source's problem, not the destination's: a share gone is retried, a file it may not read needs a fix", () => {
+  const source = `/mnt/share/big "2" $(x).fits`;
+  const cases: Array<[string, number, string, TransferError["kind"], RegExp]> = [
+    [
+      "scp",
+      255,
+      `/usr/bin/scp: read local "${source}": Transport endpoint is not connected`,
+      "retry",
+      /cannot read the source file .*big "2" \$\(x\)\.fits: its file system does not answer \(Transport endpoint is not connected\); a share unmounted/,
+    ],
+    [
+      "scp",
+      1,
+      `scp: open local "${source}": Permission denied`,
+      "fatal",
+      /cannot read the source file .*\(Permission denied\); fix its permissions/,
+    ],
+    [
+      "rsync",
+      23,
+      `rsync: [sender] read errors mapping "${source}": Input/output error (5)\n` +
+      `rsync: [sender] send_files failed to open "${source}": Input/output error (5)\n` +
+      "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]",
+      "retry",
+      /its file system does not answer \(Input\/output error\)/,
+    ],
+    [
+      "rsync",
+      23,
+      `rsync: [sender] send_files failed to open "${source}": Permission denied (13)\n` +
+      "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]",
+      "fatal",
+      /cannot read the source file .*\(Permission denied\); fix its permissions/,
+    ],
+    [
+      "rsync",
+      23,
+      `rsync: [sender] link_stat "${source}" failed: No such file or directory (2)`,
+      "retry",
+      /the source file .*\$\(x\)\.fits vanished before it was sent/,
+    ],
+  ];
+  for (const [tool, code, stderr, kind, said] of cases) {
+    const error = classifyFailure(failure(tool, code, stderr), "send it", context);
+    assert.equal(error.kind, kind, stderr);
+    assert.match(error.message, said);
+    assert.doesNotMatch(error.message, /the connection to|remote user|destination/, stderr);
+    assert.equal(failureScope(error), "file", stderr);
+  }
+});

@@ -1,0 +1,96 @@
+/**
+ * A watch folder on a share (a bindfs view served by a process of the test) whose client dies
+ * while scp or rsync reads a file of it for a real sshd: the failed read is the watch folder's
+ * problem, said as the README's "Watching a network share" says, never the destination's (which
+ * answers all along); the job shows the watch folder cannot be read, and the file is kept and
+ * arrives whole once the share is mounted again.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import { isMounted, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
+import { startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { getJson } from "../../helpers/status.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
+
+/** Not a final name: one of the daemon's temporary names, or rsync's hidden one while it writes. */
+const underWay = (rel: string) =>
+  rel.split("/").some((part) => isTempName(part) || part.startsWith("."));
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: a watch share whose client dies while a file of it is sent is the watch folder's problem, not the destination's; the job says so, and the file arrives whole once the share is back`, async () => {
+    const sshd = await startSshd();
+    const root = await Deno.makeTempDir({ prefix: "itx-share-src-" });
+    const under = join(root, "under");
+    const mount = join(root, "mount");
+    await Deno.mkdir(under);
+    let client = await mountBindfsProcess(under, mount);
+    const port = freePort();
+    const base = `http://127.0.0.1:${port}`;
+    // Slow enough that the client dies while the copy is written; polled seldom, so that the
+    // failed read, not a poll, is what meets the share gone.
+    const box = await sshSandbox(sshd, method, {
+      watch_path: mount,
+      stability_window_seconds: 0.3,
+      retry_delay_seconds: 0.2,
+      rescan_interval_seconds: 0,
+      poll_interval_seconds: 5,
+      bandwidth_limit: "2MiB/s",
+      status_listen: `127.0.0.1:${port}`,
+    });
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput(/Watching .* with file events and a poll/);
+      const name = "big $(x) 'share.fits";
+      const bytes = randomBytes(8 * 1024 * 1024);
+      await Deno.writeFile(join(mount, name), bytes);
+      await waitFor(
+        async () => (await listFiles(box.remote).catch(() => [])).some(underWay),
+        60_000,
+        "the copy under way",
+      );
+      client.kill("SIGKILL");
+      await client.status;
+      await daemon.waitForOutput(
+        new RegExp(
+          `INFO +\\[pipeline\\] .*${
+            RegExp.escape(name)
+          } was not sent: its watch folder cannot be reached .*; the file is kept, and sent once the folder can be read again`,
+        ),
+      );
+      type Status = { jobs: Array<{ state: string; reason: string | null; failed: number }> };
+      const job = (await getJson<Status>(base, "/api/status")).jobs[0];
+      assert.equal(job.state, "failing", JSON.stringify(job));
+      assert.match(job.reason ?? "", /^the watch folder cannot be read: /);
+      assert.equal(job.failed, 0);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /image_transfer_job_state\{[^}]*state="failing"\} 1/);
+      assert.doesNotMatch(metrics, /image_transfer_job_state\{[^}]*state="unreachable"\} 1/);
+      await unmountBindfs(mount);
+      client = await mountBindfsProcess(under, mount);
+      await daemon.waitForOutput(/Successfully transferred .*share\.fits/, 60_000);
+      const arrived = (await listFiles(box.remote)).filter((rel) => !underWay(rel));
+      assert.deepEqual(arrived.map((rel) => basename(rel)), [name]);
+      assert.equal(await sha256OfFile(join(box.remote, arrived[0])), sha256Of(bytes));
+      const output = daemon.stderr() + daemon.stdout();
+      assert.doesNotMatch(
+        output,
+        /cannot be reached: |takes no file|the connection to \S+ failed|Dropped|Failed to transfer|Attempt \d/,
+        output,
+      );
+    } finally {
+      await daemon.stop();
+      try {
+        client.kill("SIGKILL");
+      } catch { /* ended already */ }
+      await client.status;
+      if (await isMounted(mount)) await unmountBindfs(mount);
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
