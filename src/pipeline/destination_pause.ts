@@ -84,6 +84,8 @@ export interface DestinationPauseOptions {
    * reason changes, and when it ends (`null`).
    */
   onChange?: (pause: JobPause | null) => void;
+  /** Called as the destination is said to take files again (it is reachable: shown so). */
+  onBack?: () => void;
   /** @default FULL_PROBE_MS */
   probeEveryMs?: number;
   /**
@@ -101,8 +103,8 @@ export class DestinationPause {
   /** While recovering: how many files may be on their way. */
   #window = 1;
   #options:
-    & Required<Omit<DestinationPauseOptions, "onChange">>
-    & Pick<DestinationPauseOptions, "onChange">;
+    & Required<Omit<DestinationPauseOptions, "onChange" | "onBack">>
+    & Pick<DestinationPauseOptions, "onChange" | "onBack">;
   /** Whether the pause is for a full destination (else one that cannot be reached). */
   #full = false;
   /** The pause as last reported (see `onChange`). */
@@ -349,6 +351,7 @@ export class DestinationPause {
     this.#log.info(`The destination {target} takes files again${more}`, {
       target: this.#options.target,
     });
+    this.#options.onBack?.();
   }
 
   /** Stop the timer. */

@@ -65,8 +65,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 /** Runs one job; see the module doc. */
 export class JobRunner {
   readonly job: JobConfig;
-  /** The one owner of every file's state from complete to done. */
-  #table: FileTable;
+  #table: FileTable; // The one owner of every file's state from complete to done.
   #transport: Transport;
   #options: JobRunnerOptions;
   #intake: Intake; // Files under observation, until they are complete.
@@ -136,6 +135,7 @@ export class JobRunner {
       probeEveryMs: options.fullProbeMs,
       firstProbeMs: job.retry_delay_seconds * 1000,
       onChange: options.onPauseChange,
+      onBack: () => status.reachable(), // Reachable, though the file that ended the pause waits.
     });
     this.#space = new SpaceGuard({
       job,

@@ -139,10 +139,7 @@ export class JobStatus {
    * as failing.
    */
   #watchProblem: () => string | null;
-  /**
-   * Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first: their
-   * bytes, sent from `from` to `at` (ms since epoch).
-   */
+  /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first: bytes sent from `from` to `at`. */
   #arrivals: Array<{ from: number; at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
@@ -161,10 +158,8 @@ export class JobStatus {
   #stalledUpload: string | null = null;
   #state: JobState = "watching";
   #since = Date.now();
-  /**
-   * The state the runner this one replaces was in, and since when, until this one enters it (a
-   * full destination is first seen failing files: its pause is new) or a file arrives.
-   */
+  /** The replaced runner's state and since when, until this one enters it (a full destination
+   * is first seen failing files: its pause is new) or a file arrives. */
   #before: { state: JobState; since: number } | null = null;
   /** Whether the full pause held the job when last asked. */
   #lastFull = false;
@@ -177,10 +172,7 @@ export class JobStatus {
   /** Free space at the destination, where it can be measured. */
   readonly freeSpace: FreeSpaceGauge | null;
 
-  /**
-   * @param measureFreeSpace the destination's free bytes (`null` when it
-   *   cannot tell now), where the transport can measure them
-   */
+  /** @param measureFreeSpace the destination's free bytes (`null`: cannot tell now), if measured */
   constructor(
     job: string,
     method: string,
@@ -297,6 +289,13 @@ export class JobStatus {
     this.#before = { state: previous.#state, since: previous.#since };
     if (previous.#userPaused) this.userPaused = true;
     if (previous.#windowPaused) this.windowPaused = previous.#windowEnd || true;
+  }
+
+  /** Said to take files again (its pause ended): not unreachable, though no file arrived. */
+  reachable(): void {
+    this.#unreachable = null;
+    this.state(this.#lastFull);
+    this.changed();
   }
 
   /** A file used up its fast retries (counted as failed until it arrives). */

@@ -94,3 +94,59 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("scp: a destination back up (its probe meets the watch share gone) that is said to take files again is not shown unreachable any more; the file arrives once the share is back", async () => {
+  const sshd = await startSshd();
+  const root = await Deno.makeTempDir({ prefix: "itx-share-src-" });
+  const under = join(root, "under");
+  const mount = join(root, "mount");
+  await Deno.mkdir(under);
+  let client = await mountBindfsProcess(under, mount);
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const box = await sshSandbox(sshd, "scp", {
+    watch_path: mount,
+    stability_window_seconds: 0.3,
+    retry_delay_seconds: 0.2,
+    rescan_interval_seconds: 0,
+    poll_interval_seconds: 5,
+    status_listen: `127.0.0.1:${port}`,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  type Status = { jobs: Array<{ state: string; reason: string | null; held: boolean }> };
+  try {
+    await daemon.waitForOutput(/Watching .* with file events and a poll/);
+    await sshd.halt();
+    const name = "held $(x).fits";
+    const bytes = randomBytes(300_000);
+    await Deno.writeFile(join(mount, name), bytes);
+    await daemon.waitForOutput(/ERROR +\[pipeline\] The destination .* cannot be reached: /);
+    assert.equal((await getJson<Status>(base, "/api/status")).jobs[0].state, "unreachable");
+    client.kill("SIGKILL");
+    await client.status;
+    await sshd.restart();
+    await daemon.waitForOutput(/The destination .* takes files again; job default resumes/, 60_000);
+    const job = (await getJson<Status>(base, "/api/status")).jobs[0];
+    assert.equal(job.state, "failing", JSON.stringify(job));
+    assert.match(job.reason ?? "", /^the watch folder cannot be read: /);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.doesNotMatch(metrics, /image_transfer_job_state\{[^}]*state="unreachable"\} 1/);
+    await unmountBindfs(mount);
+    client = await mountBindfsProcess(under, mount);
+    await daemon.waitForOutput(/Successfully transferred .*held \$\(x\)\.fits/, 60_000);
+    const arrived = (await listFiles(box.remote)).filter((rel) => !underWay(rel));
+    assert.deepEqual(arrived.map((rel) => basename(rel)), [name]);
+    assert.equal(await sha256OfFile(join(box.remote, arrived[0])), sha256Of(bytes));
+    await daemon.waitForOutput(/Watch folder .* can be read again/);
+    assert.equal((await getJson<Status>(base, "/api/status")).jobs[0].state, "watching");
+  } finally {
+    await daemon.stop();
+    try {
+      client.kill("SIGKILL");
+    } catch { /* ended already */ }
+    await client.status;
+    if (await isMounted(mount)) await unmountBindfs(mount);
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
