@@ -121,6 +121,7 @@ export async function runDoctor(
 }
 
 async function checkWatchPath(job: JobConfig, given: string): Promise<ProbeCheck> {
+  let hung = false; // A share that hangs: its path is right, the share or its server is not.
   try {
     const read = async () => {
       const info = await Deno.stat(job.watch_path);
@@ -129,6 +130,7 @@ async function checkWatchPath(job: JobConfig, given: string): Promise<ProbeCheck
       return true;
     };
     if (await answerWithin(read()) === null) {
+      hung = true;
       throw new Error(
         `did not answer in ${SHARE_ANSWER_MS / 1000} s (a share whose server stopped answering?)`,
       );
@@ -136,7 +138,9 @@ async function checkWatchPath(job: JobConfig, given: string): Promise<ProbeCheck
     return { check: "watch folder", verdict: "ok", detail: job.watch_path };
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? "does not exist" : messageOf(error);
-    const todo = unreadableForNow(error)
+    const todo = hung
+      ? "check the share and the server it is on (network, mount); `run` waits until it answers"
+      : unreadableForNow(error)
       ? "mount the share again (its client or server gone?); `run` waits until it can be read"
       : `fix ${given}`;
     return {

@@ -221,6 +221,27 @@ Deno.test("started while its watch folder's share does not answer: the daemon st
   });
 });
 
+Deno.test("doctor on a watch folder whose share stopped answering: FAIL says to look at the share and its server, not to fix watch_path", async () => {
+  await withShare(async (_server, share, view) => {
+    const { root, config } = await watchOnShare(share);
+    try {
+      view.kill("SIGSTOP");
+      // What the kernel remembers of the share's folders runs out (bindfs: after a second).
+      await new Promise((done) => setTimeout(done, 2500));
+      const doctor = await within(runCli(["doctor", "-c", config], { env: { HOME: root } }));
+      assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+      assert.match(
+        doctor.stdout,
+        /FAIL +watch folder: \S+\/watch: did not answer in 5 s \(a share whose server stopped answering\?\); check the share and the server it is on/,
+      );
+      assert.doesNotMatch(doctor.stdout + doctor.stderr, /fix watch_path/);
+    } finally {
+      view.kill("SIGCONT");
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+});
+
 Deno.test("a watch folder on a share that stops answering while the daemon runs: its rescans wait for it, the daemon goes on and stops, and what was written meanwhile is sent once it answers", async () => {
   await withShare(async (server, share, view) => {
     const port = freePort();
