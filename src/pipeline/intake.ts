@@ -1,12 +1,10 @@
 /**
- * Intake: from a file the watch session reports to a queued record. Events
- * and scans put files under observation (unless they are done as they are,
- * or busy): the intake runs the job's stability checker, which keeps each
- * observation in the file's record of the file table (the `observing`
- * phase), nowhere else. A file found complete gets its destination planned,
- * is recorded `pending` in the file table, and is queued.
- * Files that grow (`growing_patterns`) have their parts sent while they grow
- * (`growing_files.ts`).
+ * Intake: from a file the watch session reports to a queued record. Events and scans put files
+ * under observation (unless they are done as they are, or busy): the intake runs the job's
+ * stability checker, which keeps each observation in the file's record of the file table (the
+ * `observing` phase), nowhere else. A file found complete gets its destination planned, is recorded
+ * `pending` in the file table, and is queued. Files that grow (`growing_patterns`) have their parts
+ * sent while they grow (`growing_files.ts`). A file gone with its share (unmounted) is said so.
  *
  * @module
  */
@@ -32,7 +30,7 @@ import {
 } from "../watch/file_version.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import type { ScanFound } from "../watch/watch_session.ts";
-import { classifyEntry, relativeTo } from "../watch/entry_check.ts";
+import { linkRefused, relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
@@ -61,6 +59,8 @@ export interface IntakeContext {
   onSettled(): void;
   /** A file that gave up is gone from the watch folder: it is no longer failed. */
   onFailedGone(rel: string): void;
+  /** Why the watch folder cannot be read now (a share unmounted under it), or `null`. */
+  watchProblem?(): Promise<string | null>;
 }
 
 /** Where a file goes, and why (see `Intake.#placeOf`). */
@@ -260,6 +260,8 @@ export class Intake {
     const { renamedTo } = seen ?? {}, complete = seen !== undefined && seen.phase !== "observing";
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
+    // Gone with its share (unmounted: the empty mount point left), not deleted: found once back.
+    const away = folder || refused ? null : await this.#context.watchProblem?.();
     // A file under its name again (written anew, or moved in, meanwhile) is not dropped: observed,
     // as is one that cannot be looked at now (the checker looks again, and says so).
     if (refused === undefined && rel !== null && isFileAt(path) !== false) {
@@ -278,6 +280,8 @@ export class Intake {
     if (failed) this.#context.onFailedGone(rel);
     const why = folder
       ? "a folder took its name"
+      : away
+      ? `its watch folder cannot be read (${away}); it is found again once the folder can be read`
       : refused !== undefined
       ? `what has its name now is not sent (${refused})`
       : failed
@@ -432,18 +436,4 @@ export class Intake {
     }
     this.#context.onSettled();
   }
-}
-
-/**
- * Why the job does not send what has the name `path` now, where a symbolic link its `symlinks`
- * policy refuses took a file's name (the checker's stat reads through links); `null` for a file.
- */
-function linkRefused(path: string, job: JobConfig): string | null {
-  try {
-    if (!Deno.lstatSync(path).isSymlink) return null;
-  } catch {
-    return null;
-  }
-  const verdict = classifyEntry(path, job);
-  return verdict.ok ? null : verdict.reason;
 }

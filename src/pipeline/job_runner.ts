@@ -126,6 +126,7 @@ export class JobRunner {
       onQueued: (bytes) => this.#pause.offer(bytes) ? this.#pump() : this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
       onFailedGone: (rel) => this.#status.notFailed(rel),
+      watchProblem: () => this.#session.unavailableNow(), // A share unmounted: its files not gone.
     });
     this.#pause = new DestinationPause({
       job: job.name,
@@ -293,8 +294,7 @@ export class JobRunner {
       return !this.#stopping && (await this.#session.start());
     }).finally(() => this.#patternSkips.release()); // Said once: stopped meanwhile or failed too.
     if (!started || this.#stopping) return;
-    const verb = this.#options.once ? "Checked" : "Watching";
-    const how = this.#session.how;
+    const verb = this.#options.once ? "Checked" : "Watching", how = this.#session.how;
     this.#log.info(
       `${verb} {path} for job {job} ({method} to {target})${how ? " with {how}" : ""}`,
       {

@@ -218,3 +218,17 @@ export function relativeTo(root: string, path: string): string | null {
   if (!normPath.startsWith(normRoot + "/")) return null;
   return normPath.slice(normRoot.length + 1);
 }
+
+/**
+ * Why the job does not send what has the name `path` now, where a symbolic link its `symlinks`
+ * policy refuses took a file's name (the checker's stat reads through links); `null` for a file.
+ */
+export function linkRefused(path: string, job: EntryJob): string | null {
+  try {
+    if (!Deno.lstatSync(path).isSymlink) return null;
+  } catch {
+    return null;
+  }
+  const verdict = classifyEntry(path, job);
+  return verdict.ok ? null : verdict.reason;
+}

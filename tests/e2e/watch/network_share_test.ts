@@ -479,6 +479,39 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
   });
 });
 
+Deno.test("network share (bindfs) unmounted while a file of it is under observation: dropped for its watch folder that cannot be read (found again once it can), not said deleted or moved away; it arrives once the share is back", async () => {
+  const share = await shareFolders();
+  const { under, mount } = share;
+  await mountBindfs(under, mount);
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  // A long window: the file is still under observation (not complete) when the share goes.
+  const fields = { status_listen: `127.0.0.1:${port}`, stability_window_seconds: 10 };
+  await withShareDaemon(share, fields, async (daemon, run) => {
+    await daemon.waitForOutput(/Watching .* with file events and a poll/);
+    const bytes = randomBytes(30_000);
+    await Deno.writeFile(join(under, "half $(x).fits"), bytes);
+    type Status = { jobs: Array<{ queue: { observing: number } }> };
+    await waitFor(
+      async () => (await getJson<Status>(base, "/api/status")).jobs[0].queue.observing === 1,
+      60_000,
+      "the file under observation",
+    );
+    await unmountBindfs(mount);
+    const left =
+      /INFO +\[pipeline\] Dropped .*half \$\(x\)\.fits: its watch folder cannot be read \(the share \(fuse\) is not mounted there.*\); it is found again once the folder can be read/;
+    await daemon.waitForOutput(left);
+    await mountBindfs(under, mount);
+    await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+    await waitForArrivals(run.dest, new Map([["half $(x).fits", bytes]]), "the file");
+    await arrivalsLogged(daemon, run.dest);
+    const output = daemon.stderr() + daemon.stdout();
+    assert.doesNotMatch(output, /deleted or moved away|gone from the watch folder/, output);
+    assert.equal(output.match(new RegExp(left, "g"))?.length, 1, output);
+    assert.equal(transfers(output, "half $(x).fits"), 1, output);
+  });
+});
+
 Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then back after a new mount", async () => {
   const { root, under, mount } = await shareFolders();
   try {
