@@ -268,13 +268,18 @@ async function answered<T>(
     { job, path, error: reason },
   );
   onSilent?.(reason);
+  let back = false;
   try {
-    return await new Promise<T | null>((resolve, reject) => {
+    const value = await new Promise<T | null>((resolve, reject) => {
       look.then(resolve, reject);
       signal.addEventListener("abort", () => resolve(null), { once: true });
     });
+    back = value !== null;
+    return value;
   } finally {
     onSilent?.(null);
+    // Said as its ERROR was: the same words as a polled folder that answers again.
+    if (back) logger("watch").info("Watch folder {path} can be read again", { job, path });
   }
 }
 

@@ -210,6 +210,8 @@ Deno.test("started while its watch folder's share does not answer: the daemon st
       );
       assert.match(daemon.stderr(), /watch_path of job default: \S+\/watch did not answer in 5 s/);
       view.kill("SIGCONT");
+      // Before: no line said it was back.
+      await daemon.waitForOutput(/INFO +\[watch\] Watch folder \S+\/watch can be read again/);
       await daemon.waitForOutput("Watching");
       await lateFileArrives(join(server, "watch"), join(root, "dest"));
       assert.equal((await daemon.stop()).code, 0);
@@ -269,6 +271,8 @@ Deno.test("a watch folder on a share that stops answering while the daemon runs:
 
       daemon = startCli(["run", "-c", config], { env: { HOME: root } });
       view.kill("SIGCONT");
+      // Before: no line said it was back.
+      await daemon.waitForOutput(/INFO +\[watch\] Watch folder \S+\/watch can be read again/);
       await daemon.waitForOutput("Watching");
       await lateFileArrives(join(server, "watch"), join(root, "dest"));
       assert.equal((await daemon.stop()).code, 0);
