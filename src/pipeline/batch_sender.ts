@@ -113,15 +113,21 @@ export class BatchSender {
     this.#context = context;
   }
 
-  /** The job stops (its batches have ended): record what waited for the ledger, or say that
-   * the next start sends it again. */
+  /**
+   * The job stops (its batches have ended): record what waited for the ledger, or say what the
+   * next start does with it. Their rows say `transferring` (a batch goes only once the ledger
+   * recorded that), so the next start looks for each at the destination by its SHA-256 first
+   * (`destination_look.ts`): found, it is recorded, not sent; else (gone from there, other bytes,
+   * or no SHA-256 to be had there) it is sent again.
+   */
   close(): void {
     this.recordWaiting();
     if (this.#unrecorded.length === 0) return;
     this.#log.warn(
-      "{count} file(s) of job {job} arrived but the ledger could not record them; the next " +
-        "start sends them again",
-      { count: this.#unrecorded.length },
+      "{count} file(s) of job {job} arrived but the ledger could not record them: the next " +
+        "start looks for them at {target}; each found there with its bytes (SHA-256) is " +
+        "recorded then, not sent again, and any other is sent again",
+      { count: this.#unrecorded.length, target: this.#context.transport.describeTarget("") },
     );
   }
 

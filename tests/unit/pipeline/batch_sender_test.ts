@@ -252,6 +252,75 @@ for (const restarts of [1, 2]) {
   });
 }
 
+Deno.test("BatchSender: arrivals the ledger could not record by the stop are said as the next start treats them: found there with their bytes, recorded, not sent again; one gone from there is sent again", async () => {
+  const files = ["a.fits", "b.fits", "c.fits"];
+  const { job, table, close } = await queued(files);
+  const logs = await captureLogs();
+  try {
+    const batch = table.takeBatch(16);
+    assert.equal(batch.length, 3);
+    // The ledger's disk fills while they are sent: their arrivals cannot be recorded.
+    table.ledger.statement("PRAGMA query_only = 1").run();
+    const delivered = answering(
+      job,
+      (items) => Promise.resolve(items.map((item) => ({ item, error: null }))),
+    );
+    const first = sender(job, table, delivered);
+    await first.send(batch);
+    first.close();
+    table.ledger.statement("PRAGMA query_only = 0").run();
+    assert.equal(logs.count("warning", "arrived but the ledger could not record them"), 1);
+    assert.equal(logs.count("warning", "sends them again"), 0, "not what the next start does");
+    assert.equal(logs.count("warning", "the next start looks for them at"), 1);
+    assert.equal(
+      logs.count(
+        "warning",
+        "each found there with its bytes (SHA-256) is recorded then, not sent again, and any other is sent again",
+      ),
+      1,
+    );
+
+    // The next start: a.fits and b.fits are there with their bytes, c.fits was removed there.
+    const next = new FileTable({
+      job,
+      ledger: table.ledger,
+      filter: createFileFilter(job),
+      observe: () => {},
+      onDue: () => {},
+    });
+    next.takeOverLedger();
+    await next.resumeUnfinished();
+    const there = (d: string) => d.split("/").at(-1)!;
+    const kept = (d: string) => there(d) !== "c.fits";
+    const sent: string[] = [];
+    const transport = {
+      ...answering(job, (items) => {
+        sent.push(...items.map((item) => there(item.destination)));
+        return Promise.resolve(items.map((item) => ({ item, error: null })));
+      }),
+      destinationSizes: (destinations: string[]) =>
+        Promise.resolve(new Map(destinations.map((d) => [d, kept(d) ? there(d).length : null]))),
+      destinationSha256: (destinations: string[]) =>
+        Promise.resolve(
+          new Map(destinations.map((d) => [
+            d,
+            kept(d) ? createHash("sha256").update(there(d)).digest("hex") : null,
+          ])),
+        ),
+    } as unknown as Transport;
+    const again = next.takeBatch(16);
+    assert.equal(again.length, 3);
+    assert.equal(await sender(job, next, transport).send(again), 3);
+    assert.deepEqual(sent, ["c.fits"], "only the one gone from the destination is sent again");
+    assert.equal(logs.count("info", "had arrived at"), 1);
+    for (const rel of files) assert.equal(next.rows.get(rel)?.state, "done", rel);
+    next.close();
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
+
 Deno.test("BatchSender: a folder that cannot be made is that folder's: files arriving elsewhere do not send its files again", async () => {
   const { job, table, close } = await queued(["locked/a.fits", "b.fits", "c.fits"]);
   const logs = await captureLogs();
