@@ -56,7 +56,9 @@ export function assertLedgerReadable(db: DatabaseSync, path: string): number {
       `Cannot open the ledger ${path}: it was written by a newer image-transfer ` +
         `(ledger schema version ${version}; this version understands up to ` +
         `${LEDGER_SCHEMA_VERSION}). Run the newer image-transfer again, or move the ledger ` +
-        "aside to start a new one (files already sent would then be sent again).",
+        "aside to start a new one: files found at their destination are then recorded as " +
+        "sent, not sent again; only files still in the watch folder whose copy is no longer " +
+        "at the destination would be sent again.",
     );
   }
   return version;

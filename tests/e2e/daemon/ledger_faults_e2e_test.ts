@@ -236,6 +236,40 @@ Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is 
   assert.match(status.stdout, /started anew .*the old one was lost \(it was missing/);
 });
 
+Deno.test("a ledger of a newer image-transfer is refused with advice that holds: moved aside, what is at the destination is recorded, not sent again; only a copy gone from there is sent again", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 3);
+  await runOnce(box);
+  const before = await inodes(box.dest);
+  const ledgerPath = join(box.stateDir, LEDGER_FILE);
+  const db = new DatabaseSync(ledgerPath);
+  db.exec("PRAGMA user_version = 99");
+  db.close();
+  for (const args of [["run", "--once"], ["status"]]) {
+    const refused = await runCli([...args, "-c", box.config], { env: box.env });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /newer image-transfer .*move the ledger aside to start a new one/);
+    assert.match(
+      refused.stderr,
+      /files found at their destination are then recorded as sent, not sent again; only files still in the watch folder whose copy is no longer at the destination would be sent again/,
+    );
+    assert.doesNotMatch(refused.stderr, /files already sent would then be sent again/);
+  }
+  // As advised: the ledger moved aside; one copy was removed at the destination meanwhile.
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.rename(ledgerPath + suffix, `${ledgerPath}.newer${suffix}`).catch(() => {});
+  }
+  const gone = join("20240315", "old_002.fits");
+  await Deno.remove(join(box.dest, gone));
+  const again = await runOnce(box);
+  assert.equal(recognisedCount(again.stderr), 2, again.stderr);
+  await assertDelivered(box.dest, first);
+  const after = await inodes(box.dest);
+  for (const [rel, ino] of before) {
+    if (rel !== gone) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  }
+});
+
 Deno.test("a folder in the ledger's place is named as such, with what to do, by every command; moved away, nothing is sent again", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 5);
