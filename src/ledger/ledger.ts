@@ -141,7 +141,7 @@ export class Ledger {
       // SQLite's own words (`disk I/O error` on a full disk) name no file.
       if ((error as { code?: string }).code !== "ERR_SQLITE_ERROR") throw error;
       throw new Error(
-        `Cannot open the ledger ${path}: ${sqliteText(error)} (${whyNotOpened(path)})`,
+        `Cannot open the ledger ${path}: ${sqliteText(error)}${whyNotOpened(path, error)}`,
         { cause: error },
       );
     }

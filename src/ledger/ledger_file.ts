@@ -106,7 +106,10 @@ export function migrateLedger(
       }
       db.exec("COMMIT");
     } catch (error) {
-      db.exec("ROLLBACK");
+      // SQLite may have rolled back already (a full disk does): the first error is the news.
+      try {
+        db.exec("ROLLBACK");
+      } catch { /* no transaction left */ }
       throw error;
     }
   }
@@ -411,21 +414,26 @@ export function journalOf(path: string): string | null {
 }
 
 /**
- * Why the ledger at `path` could not be opened, in words: its folder cannot be written (a
- * read-only mount, no permission), else the free space on its disk (SQLite says only "unable to
- * open database file" or "disk I/O error").
+ * Why the ledger at `path` could not be opened (`error`: SQLite's), said after SQLite's words: its
+ * folder cannot be written (a read-only mount, no permission), else the free space on its disk
+ * (SQLite says only "unable to open database file" or "disk I/O error"), with what to do when it
+ * is full (said so by SQLite, or too little room left: a write that fails on a full disk may end
+ * in another error on the way).
  */
-export function whyNotOpened(path: string): string {
+export function whyNotOpened(path: string, error: unknown): string {
   const probe = join(dirname(path), `.image-transfer-write-test-${Deno.pid}`);
   try {
     Deno.openSync(probe, { write: true, createNew: true }).close();
     Deno.removeSync(probe);
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) {
-      return `its folder cannot be written: ${whyUnwritable(error)}; make ${
+      return ` (its folder cannot be written: ${whyUnwritable(error)}; make ${
         dirname(path)
-      } writable for this user`;
+      } writable for this user)`;
     }
   }
-  return freeSpaceText(path);
+  const free = freeSpaceText(path);
+  if (!isFull(error) && roomToResume(path)) return ` (${free})`;
+  const full = isFull(error) ? "" : ": its disk is full";
+  return ` (${free}${full}): free space there, or give another state_dir`;
 }

@@ -623,6 +623,21 @@ Deno.test("a first start on a full state disk leaves no sign of a run, and docto
   });
 });
 
+Deno.test("a state disk with room for the lock but not for a new ledger (64 KiB): run says the disk is full and what to do, not SQLite's failed rollback", async () => {
+  await using box = await cliSandbox();
+  await writeFiles(box, "a", 1);
+  await withTmpfs(box.stateDir, "64k", async () => {
+    const refused = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /Cannot open the ledger .*ledger\.sqlite: database or disk is full \(\d+ (KiB|B) free on its disk\): free space there, or give another state_dir/,
+    );
+    assert.doesNotMatch(refused.stderr, /cannot rollback|no transaction is active/);
+    assert.deepEqual(await delivered(box.dest), []);
+  });
+});
+
 Deno.test("a state folder on a tiny disk that another writer leaves nearly full: one ERROR, no flapping; sending goes on by itself once there is room", async () => {
   await using box = await cliSandbox();
   await box.rewrite({ stability_window_seconds: 1, retry_delay_seconds: 2 });
