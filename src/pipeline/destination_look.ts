@@ -3,7 +3,8 @@
  * without the ledger knowing: an attempt cut short before its end was recorded (`interrupted`: a
  * stop, a crash, a ledger that could not be written, a call cut off after its renames, the
  * transport's `mayBeInPlace`) and, after the ledger was rebuilt, a file older than the rebuild
- * whose arrival it has not recorded since (`rebuilt`). A look that fails fails the batch, and
+ * (by its mtime, or its ctime where its mtime is later: {@linkcode olderThan}) whose arrival it
+ * has not recorded since (`rebuilt`). A look that fails fails the batch, and
  * keeps each file's reason to be looked for: the next attempt looks again.
  *
  * An interrupted file's copy under its final name counts by its SHA-256 alone, asked whatever
@@ -76,8 +77,11 @@ export async function lookAtDestination(
   const rebuilt = table.ledger.rebuilt;
   const interrupted = batch.map((record) => table.interrupted.of(record.relPath, record.version));
   const unconfirmed = interrupted.some(Boolean) ? unconfirmedCopies(table) : new Map();
+  const older = await Promise.all(batch.map((record, index) => {
+    return !interrupted[index] && rebuilt !== null && olderThan(rebuilt.at, record, items[index]);
+  }));
   const asking = batch.map((record, index) => {
-    if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
+    if (!interrupted[index] && !older[index]) return null;
     if (!interrupted[index]) {
       let arrivedBefore = true;
       try {
@@ -137,6 +141,19 @@ export async function lookAtDestination(
   );
   keepUnconfirmed(table, batch, own);
   return looked;
+}
+
+/**
+ * Whether the source of `record` (sent as `item`) was there before the ledger was rebuilt `at`, so
+ * that its copy may be at the destination: its mtime is no later, or else its ctime, which this
+ * machine's kernel stamps (a file written where the clock is ahead has an mtime in the future).
+ * A file written since has both later. Deno tells a ctime in whole seconds: one in the rebuild's
+ * second is not known to be older.
+ */
+async function olderThan(at: number, record: WorkRecord, item: TransferItem): Promise<boolean> {
+  if (record.version.mtimeMs <= at) return true;
+  const ctimeMs = await Deno.stat(item.source).then((info) => info.ctime?.getTime(), () => null);
+  return typeof ctimeMs === "number" && ctimeMs + 1000 <= at;
 }
 
 /**

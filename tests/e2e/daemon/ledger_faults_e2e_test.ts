@@ -270,6 +270,25 @@ Deno.test("a ledger of a newer image-transfer is refused with advice that holds:
   }
 });
 
+Deno.test("a rebuilt ledger takes files it had sent whose mtime is in the future (an instrument's clock ahead) for its own: recorded as sent, as the others, not as another's", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 3);
+  const ahead = new Date(Date.now() + 3 * 3_600_000);
+  for (let i = 0; i < 2; i++) {
+    const path = join(box.watch, `ahead_${i}.fits`);
+    await Deno.writeFile(path, randomBytes(3000));
+    await Deno.utime(path, ahead, ahead);
+  }
+  await runOnce(box);
+  assert.equal((await delivered(box.dest)).length, 5);
+  const before = await inodes(box.dest);
+  await loseLedger(box);
+  const again = await runOnce(box, "-v");
+  assert.doesNotMatch(again.stderr, /put there by another than this job/);
+  assert.equal(recognisedCount(again.stderr), 5, again.stderr);
+  await assertNotSentAgain(box.dest, before, first);
+});
+
 Deno.test("a folder in the ledger's place is named as such, with what to do, by every command; moved away, nothing is sent again", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 5);
