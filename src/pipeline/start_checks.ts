@@ -28,6 +28,7 @@ import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 import { fileInPlaceOfFolder, otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
+import { tzNotFollowed } from "../config/tz_environment.ts";
 
 /**
  * Check `config` as `run` does before it starts.
@@ -68,6 +69,7 @@ export async function checkBeforeStart(
     ...keysOfOtherMethods(config),
     ...passphraseKeys(config),
     ...(runsAs === undefined ? unsetPasswordVariables(config) : []), // Not a service's env.
+    ...(runsAs === undefined ? [tzNotFollowed(config)].filter((note) => note !== null) : []),
     ...keysNoJobInherits(config.file).map((key) =>
       `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
       "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +
@@ -158,10 +160,8 @@ function ftpTildeBases(config: Config): string[] {
 }
 
 /**
- * Refuse another OS's paths (see {@linkcode checkBeforeStart}); `run` asks
- * before it opens its log file.
- *
- * @throws {ConfigError} naming each with its key's line
+ * Refuse another OS's paths (see {@linkcode checkBeforeStart}); `run` asks before it opens its log
+ * file. @throws {ConfigError} naming each with its key's line
  */
 export function assertThisMachinePaths(config: Config): void {
   const problems = otherOsPaths(config);
@@ -169,10 +169,9 @@ export function assertThisMachinePaths(config: Config): void {
 }
 
 /**
- * The paths of the config's {@linkcode LOCAL_PATH_KEYS} (and a `local` job's
- * `remote_base_path`) that are another machine's: another OS's (`C:/data` on
- * Linux: a folder `C:` below the current one), or holding a `%NAME%` this
- * environment does not set; each said with its key's line.
+ * The paths of the config's {@linkcode LOCAL_PATH_KEYS} (and a `local` job's `remote_base_path`)
+ * that are another machine's: another OS's (`C:/data` on Linux: a folder `C:` below the current
+ * one), or holding a `%NAME%` this environment does not set; each said with its key's line.
  */
 function otherOsPaths(config: Config): string[] {
   const problems: string[] = [];
