@@ -393,10 +393,10 @@ function whenLedgerStuck(
         reject(
           new Error(
             `run --once gave up: the ledger ${ledger.path} could not be written for ` +
-              `${
-                waitMs / 1000
-              } s in this run (${problem.error}). Files not recorded there were not sent, ` +
-              "or are sent again by the next run; make room on its disk and run again",
+              `${waitMs / 1000} s in this run (${problem.error}). Files it could not record ` +
+              "were not sent, or arrived: the next run looks for those at the destination and " +
+              "records each found there with its bytes, not sending it again; make room on its " +
+              "disk and run again",
           ),
         );
         return;

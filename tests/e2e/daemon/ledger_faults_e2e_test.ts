@@ -886,6 +886,12 @@ Deno.test("run --once gives up with an error when the ledger cannot be written",
       stuck.stderr,
       /run --once gave up: the ledger .*ledger\.sqlite could not be written/,
     );
+    // What the next run does with arrivals it could not record: finds them there, not sends them.
+    assert.doesNotMatch(stuck.stderr, /are sent again by the next run/);
+    assert.match(
+      stuck.stderr,
+      /Files it could not record were not sent, or arrived: the next run looks for those at the destination and records each found there with its bytes, not sending it again; make room/,
+    );
     assert.doesNotMatch(stuck.stderr, /^\s+at /m, "no stack trace");
     // Its jobs had started: what they did is said, then the error (before: no Stopped line).
     const stopped = stuck.stderr.search(/Stopped: \d+ file\(s\) sent, \d+ failed in this run/);
