@@ -16,10 +16,13 @@
  * {@linkcode NameTaken} (or EISDIR) here, the server's refusal in `ftp/remote.ts`.
  *
  * A file put under the final name after the look (another daemon sending there too) is not
- * replaced by `local` either: it puts such a copy in place with a hard link, which never replaces
- * a name, and says {@linkcode NameTaken} when the name is taken; that file is then judged as the
- * look judges one (where links cannot be made, the copy is renamed into place once the name is
- * still free, the window of its two calls left open).
+ * replaced by `local` or the SSH methods either. `local` puts such a copy in place with a hard
+ * link, which never replaces a name, and says {@linkcode NameTaken} when the name is taken; that
+ * file is then judged as the look judges one (where links cannot be made, the copy is renamed into
+ * place once the name is still free, the window of its two calls left open). `scp` and `rsync`
+ * rename it with `mv -n`, and a copy left where it was is judged on the server as the finishing
+ * call's look judges a file there. FTP's rename has no such form: a file that comes there during
+ * the upload is replaced.
  *
  * @module
  */

@@ -154,8 +154,11 @@ export function finishLines(plan: FinishPlan): string[] {
   if (dropWrite.length > 0) lines.push(call("drop_group_and_other_write", ...dropWrite));
   if (sync) lines.push(call("end_flush"));
   finalFolders.forEach((folder, group) => lines.push(call("rename_checked_copies", group, folder)));
-  for (const entry of ordered) {
-    lines.push(call("report_renamed", entry.index, entry.tempPath, entry.finalPath));
+  // A copy whose final name is kept is renamed without replacing what came there since its check.
+  for (const { index, tempPath, finalPath, keepOther } of ordered) {
+    const folder = posix.dirname(posix.dirname(tempPath));
+    const keep = keepOther == null ? [] : ["keep", keepOther, folder];
+    lines.push(call("report_renamed", index, tempPath, finalPath, ...keep));
   }
   // Then the renames themselves, before the results count.
   if (sync) lines.push(call("flush_renames", ...finalFolders));

@@ -730,6 +730,79 @@ Deno.test("finish renames a lone copy without xargs, whatever its name", async (
   }
 });
 
+Deno.test("finish never renames a copy whose final name is kept onto a file that came there after its check, with or without work files, and where mv has no -n", async () => {
+  // The server's `chmod` (drop_group_and_other_write: after every check, before the renames)
+  // first does what another sender does at that moment: a file under the final name of each
+  // copy it is given, with other bytes, or the copy's own where its name starts with "same ".
+  // A second folder holds an `mv` without -n (BSD mv of old, OpenBSD's).
+  const stands = await Deno.makeTempDir({ prefix: "itx-finish-race-" });
+  const noN = join(stands, "no-n");
+  await standInPrograms(stands, {
+    chmod: "for arg do\n  case $arg in go-w|--) continue ;; esac\n  name=${arg##*/}\n" +
+      "  up=${arg%/*}\n  final=${up%/*}/$name\n" +
+      '  case $name in "same "*) cat -- "$arg" >"$final" ;; *) printf other >"$final" ;; esac\n' +
+      'done\nexec /usr/bin/chmod "$@"\n',
+  });
+  // held_by_other compares the two files with cmp.
+  await Deno.symlink("/usr/bin/cmp", join(stands, "cmp"));
+  await standInPrograms(noN, {
+    mv: 'case $1 in -n) echo "mv: illegal option -- n" >&2; exit 64 ;; esac\n' +
+      'exec /usr/bin/mv "$@"\n',
+  });
+  const shells = [
+    { shell: ["env", `PATH=${stands}:${ONLY_OPENSSL}`, "/bin/dash", "-s"], mv: "mv -n" },
+    {
+      shell: ["env", `PATH=${stands}:${ONLY_SHA256SUM}`, "/bin/bash", "--posix", "-s"],
+      mv: "mv -n",
+    },
+    { shell: ["env", `PATH=${noN}:${stands}:${ONLY_OPENSSL}`, "/bin/dash", "-s"], mv: "no -n" },
+  ];
+  const names = HOSTILE.filter((name) => name !== "");
+  // Per name, round the four: kept and raced by another file, kept and raced by the source's
+  // bytes, kept and not raced, replacing (the source's own copy there) and raced.
+  const kinds = ["occupied", "already", "renamed", "replaced"] as const;
+  try {
+    for (const { shell, mv } of shells) {
+      for (const work of [true, false]) {
+        const where = `${shell.slice(2).join(" ")} (${mv}), ${
+          work ? "with" : "without"
+        } work files`;
+        const dir = await Deno.makeTempDir({ prefix: "itx-finish-keep-" });
+        try {
+          const upload = join(dir, ".up");
+          await Deno.mkdir(upload);
+          const entries = await Promise.all(names.map(async (raw, i) => {
+            const kind = kinds[i % kinds.length];
+            const name = kind === "already" ? `same ${raw}` : raw;
+            await Deno.writeTextFile(join(upload, name), `data ${i}`);
+            const one = entry(i, dir, ".up", name, `data ${i}`);
+            return {
+              ...one,
+              dropWrite: kind !== "renamed",
+              keepOther: kind === "replaced" ? null : one.expectedSize,
+            };
+          }));
+          const plan = finishPlan(entries, { uploadFolders: work ? [upload] : [] });
+          const { byIndex } = await run(shell, buildScript("finish", finishLines(plan)), dir);
+          for (const [i, { finalPath }] of entries.entries()) {
+            const kind = kinds[i % kinds.length];
+            const what = `${where}: ${JSON.stringify(finalPath)}`;
+            assert.equal(byIndex.get(i), kind === "replaced" ? "renamed" : kind, what);
+            const held = await Deno.readTextFile(finalPath);
+            assert.equal(held, kind === "occupied" ? "other" : `data ${i}`, what);
+          }
+          // No copy left, whether the rename took it or it was judged and removed.
+          if (!work) assert.deepEqual([...Deno.readDirSync(upload)], [], where);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      }
+    }
+  } finally {
+    await Deno.remove(stands, { recursive: true });
+  }
+});
+
 Deno.test("finish without a SHA-256 tool reports it; size checks and no checks still work", async () => {
   const shell = ["env", `PATH=${NO_HASH_TOOL}`, "/bin/dash", "-s"];
   const dir = await Deno.makeTempDir({ prefix: "itx-finish-nohash-" });

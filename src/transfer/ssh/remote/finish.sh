@@ -17,7 +17,7 @@
 #   end_flush                             with remote_sync: the data is on disk before
 #                                         any rename
 #   rename_checked_copies GROUP FOLDER    per upload folder
-#   report_renamed INDEX COPY FINAL       per checked copy
+#   report_renamed INDEX COPY FINAL [keep SOURCE_SIZE FOLDER]   per checked copy
 #   flush_renames FOLDER...               with remote_sync: then the renames
 #   report_kept INDEX COPY                per copy of a failed upload kept to be continued
 #   remove_if_empty UPLOAD_FOLDER...      the upload folders of those copies
@@ -25,7 +25,10 @@
 #
 # Each copy lies in an upload folder inside its destination folder, under its
 # final name, so one `mv` moves all of a folder's good copies into place, each
-# rename atomic and replacing (never writing through) what is under the name.
+# rename atomic and replacing (never writing through) what is under the name;
+# another `mv`, with -n, those whose final name is not to be replaced (keep):
+# check_copy looked there, but another sender's file may have come since (see
+# rename_keeping).
 # Every per-copy step is a shell builtin: a batch costs a few processes, not a
 # few per file.
 #
@@ -142,15 +145,16 @@ copy_size() {
 # begin_folder GROUP UPLOAD_FOLDER [./NAME...]: the copies checked next are in
 # UPLOAD_FOLDER. With checksums, the NAMEs there are hashed by one process
 # (names without a line break or backslash, which hash tools print escaped),
-# their list kept in memory (see take_line). The rename list may not be made
-# (a disk out of inodes): the copies are then renamed one by one. So it is not
-# made by a special builtin (`:`, `exec`), whose failed redirection would end
-# the script.
+# their list kept in memory (see take_line). The rename lists (good: replacing,
+# keep: not) may not be made (a disk out of inodes): the copies are then
+# renamed one by one. So they are not made by a special builtin (`:`, `exec`),
+# whose failed redirection would end the script.
 begin_folder() {
   group=$1
-  rename_list=''
-  [ -z "$work" ] || rename_list=${work}renames.$1
-  [ -z "$rename_list" ] || true 2>/dev/null >"$rename_list"
+  if [ -n "$work" ]; then
+    true 2>/dev/null >"${work}good.$1"
+    true 2>/dev/null >"${work}keep.$1"
+  fi
   listed_line=''
   listed_hashes=''
   upload_folder=$2
@@ -233,15 +237,20 @@ check_copy() {
       return
     fi
   fi
-  if [ -n "${6-}" ] && { [ -e "$3" ] || [ -L "$3" ]; }; then
-    held_by_other "$1" "$2" "$3" "$6" "$7"
-    return
+  # Listed for the rename that replaces (good), or for the one that never does (keep).
+  listed=good
+  if [ -n "${6-}" ]; then
+    if [ -e "$3" ] || [ -L "$3" ]; then
+      held_by_other "$1" "$2" "$3" "$6" "$7"
+      return
+    fi
+    listed=keep
   fi
-  [ -z "$rename_list" ] || printf '%s\0' "$2" 2>/dev/null >>"$rename_list"
+  [ -z "$work" ] || printf '%s\0' "$2" 2>/dev/null >>"${work}$listed.$group"
   eval "checked_$1=yes"
-  # The group's good copies: how many, and the last one (renamed without xargs when alone).
-  eval "good_$group=\$((\${good_$group:-0} + 1))"
-  eval "last_good_$group=\$2"
+  # The group's copies of the list: how many, and the last one (renamed without xargs when alone).
+  eval "${listed}_$group=\$((\${${listed}_$group:-0} + 1))"
+  eval "last_${listed}_$group=\$2"
 }
 
 # held_by_other INDEX COPY FINAL keep SOURCE_SIZE: FINAL holds a file that is
@@ -303,29 +312,43 @@ end_flush() {
 }
 
 # rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER
-# (one `mv` for them all; a lone copy without xargs).
+# (one `mv -f` for them all), then its keep copies (one `mv -n`: see
+# rename_keeping).
 rename_checked_copies() {
   [ -z "${flush_failed-}" ] || return 0
-  good=0
-  eval "good=\${good_$1:-0}"
-  if [ "$good" -eq 1 ]; then
-    eval "mv -f -- \"\$last_good_$1\" \"\$2\"" 2>/dev/null
+  move_listed "$1" "$2" good -f
+  move_listed "$1" "$2" keep -n
+}
+
+# move_listed GROUP FOLDER good|keep -f|-n: move the group's copies of that
+# list into FOLDER with one `mv` (a lone copy without xargs). What it leaves
+# is seen to by report_renamed.
+move_listed() {
+  count=0
+  eval "count=\${$3_$1:-0}"
+  if [ "$count" -eq 1 ]; then
+    eval "mv $4 -- \"\$last_$3_$1\" \"\$2\"" 2>/dev/null
     return 0
   fi
-  [ -n "$work" ] && [ -s "${work}renames.$1" ] || return 0
+  [ -n "$work" ] && [ -s "${work}$3.$1" ] || return 0
   # shellcheck disable=SC2016 # expanded by the inner sh
-  xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"${work}renames.$1" 2>/dev/null
+  xargs -0 sh -c 'exec mv '"$4"' -- "$@" "$0"' "$2" <"${work}$3.$1" 2>/dev/null
   return 0
 }
 
-# report_renamed INDEX COPY FINAL: for a checked copy, whether it was renamed;
-# one still there is renamed on its own, for the system's reason if that fails
-# (none after a failed flush: `not-flushed INDEX`).
+# report_renamed INDEX COPY FINAL [keep SOURCE_SIZE FOLDER]: for a checked
+# copy, whether it was renamed; one still there is renamed on its own, for the
+# system's reason if that fails (none after a failed flush: `not-flushed
+# INDEX`). With the last three, see rename_keeping.
 report_renamed() {
   eval "checked=\${checked_$1-}"
   [ -n "$checked" ] || return 0
   if [ -n "${flush_failed-}" ]; then
     report not-flushed "$1"
+    return
+  fi
+  if [ -n "${4-}" ]; then
+    rename_keeping "$@"
     return
   fi
   if [ -e "$2" ] || [ -L "$2" ]; then
@@ -336,6 +359,39 @@ report_renamed() {
     fi
   fi
   report renamed "$1"
+}
+
+# rename_keeping INDEX COPY FINAL keep SOURCE_SIZE FOLDER: a checked copy
+# whose final name is not to be replaced: `mv -n` never replaces a file that
+# came under it after check_copy looked (another sender's, arriving at the
+# same time: between the look and the rename lie the checks of the batch's
+# other copies and the flush of its data). GNU mv on Linux renames with
+# RENAME_NOREPLACE (atomic); BSD and busybox mv look just before, as this
+# function does before its last `mv -f`. Gone from the upload folder: renamed.
+# Still there with a file under FINAL: judged as check_copy would
+# (held_by_other: `already` or `occupied`). Else renamed on its own with `mv
+# -n` (the group's mv failed), and where that moves nothing and still no file
+# is under FINAL (an mv without -n), with `mv -f`, for the system's reason if
+# that fails.
+rename_keeping() {
+  if ! [ -e "$2" ] && ! [ -L "$2" ]; then
+    report renamed "$1"
+    return
+  fi
+  if ! [ -e "$3" ] && ! [ -L "$3" ]; then
+    mv -n -- "$2" "$6" 2>/dev/null
+    if ! [ -e "$2" ] && ! [ -L "$2" ]; then
+      report renamed "$1"
+      return
+    fi
+  fi
+  if [ -e "$3" ] || [ -L "$3" ]; then
+    held_by_other "$1" "$2" "$3" "$4" "$5"
+  elif ! error=$(mv -f -- "$2" "$3" 2>&1); then
+    report rename-failed "$1" "$(one_line "$error")"
+  else
+    report renamed "$1"
+  fi
 }
 
 # flush_renames FOLDER...: flush the file systems that hold them once the
