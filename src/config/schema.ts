@@ -293,7 +293,7 @@ export const jobShape = {
   ),
   after_transfer: doc(
     z.enum(["keep", "delete", "move"]).default("keep"),
-    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched, and (Linux, events) none its writer still has open: one seen written and not closed since waits for its close before it is sent, unless it is a FITS file whose structure tells how far it goes. A job that deletes or moves sources must be the only one watching its folder (another job would lose files it has not sent). A new file under a name such a job sent before (a camera's counter started again) goes beside the earlier one at the destination (`flat_001~2.fits`), never over it.",
+    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched, and (Linux, events) none its writer still has open: one seen written and not closed since waits for its close before it is sent, unless it is a FITS file whose structure tells how far it goes, or events were lost meanwhile (a burst that overflowed the kernel's queue: its close may have been among them, so the window decides, as for a file a scan found). A job that deletes or moves sources must be the only one watching its folder (another job would lose files it has not sent). A new file under a name such a job sent before (a camera's counter started again) goes beside the earlier one at the destination (`flat_001~2.fits`), never over it.",
   ),
   archive_path: doc(
     pathText.default(""),

@@ -34,7 +34,7 @@ import { linkRefused, relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
-import { intakeChecker } from "./intake_checker.ts";
+import { closesLost, intakeChecker } from "./intake_checker.ts";
 import { sayPlaced } from "./placed_lines.ts";
 
 /** What {@linkcode Intake} works with. */
@@ -126,6 +126,9 @@ export class Intake {
   observe(path: string, activity: Activity = "changed"): void {
     this.#checker.touch(path, activity);
   }
+
+  /** Events were lost before `beforeMs` (performance.now() ms): see `closesLost`. */
+  closesLost = (beforeMs: number): void => closesLost(this.#checker, this.#log, beforeMs);
 
   /** Stop observing at once (the job stops); resolves when a growing file's part in flight ends. */
   close(): Promise<void> {
@@ -340,8 +343,7 @@ export class Intake {
   #decide(rel: string, path: string, version: FileVersion): Promise<Placement | null> {
     let decided = this.#decided.get(path);
     if (decided === undefined) {
-      decided = this.#placeOf(rel, path, version).catch(() => null);
-      this.#decided.set(path, decided);
+      this.#decided.set(path, decided = this.#placeOf(rel, path, version).catch(() => null));
     }
     return decided;
   }
@@ -386,8 +388,7 @@ export class Intake {
   /** The ledger's row of `rel`; unreadable: none (recording the file fails too, planned again). */
   #rowOf(rel: string): LedgerRow | undefined {
     try {
-      const rows = this.#context.table.rows;
-      return fromWatchFolder(rows, rows.get(rel));
+      return fromWatchFolder(this.#context.table.rows, this.#context.table.rows.get(rel));
     } catch {
       return undefined;
     }

@@ -84,6 +84,19 @@ export function intakeChecker(
 }
 
 /**
+ * Events were lost before `beforeMs` (performance.now() ms), maybe closes: the files `checker`
+ * saw written and not closed since no longer wait for a close (see `forgetOpen`), said in `log`.
+ */
+export function closesLost(checker: StabilityChecker, log: Logger, beforeMs: number): void {
+  const count = checker.closesLost(beforeMs);
+  if (count === 0) return;
+  log.info(
+    "Events were lost: {count} file(s) job {job} saw written and not closed since may have been closed meanwhile, so they no longer wait for a close and go once unchanged for the stability window (as files a scan found)",
+    { count },
+  );
+}
+
+/**
  * A file under observation cannot be looked at (its stat failed otherwise than "not found"),
  * still cannot after `forMs`, or can again (`error` null): said at first, then at most hourly.
  */

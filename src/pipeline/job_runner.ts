@@ -160,7 +160,9 @@ export class JobRunner {
       forgottenUntil: () => ledger.rebuilt?.at,
       onActivity: (path, rel, activity, to) => intake.activity(path, rel, activity, to),
       onFound: (files, quick, how) => intake.found(files, quick, how),
-      beforeRescan: () => this.#beforeRescan(),
+      // Before a periodic rescan: failed files get another chance, pending ones are looked at.
+      beforeRescan: () => void (this.#table.beforeRescan() && this.#pump()),
+      onLost: intake.closesLost, // Closes may have been lost: none holds a file for ever.
       onFolderReady: () => void transport.warmUp?.(), // The first file waits no SSH handshake.
       onAvailability: () => void status.state(this.#pause.full),
     });
@@ -393,11 +395,6 @@ export class JobRunner {
     });
     this.#lookingAgain = lookingAgain;
     this.#pump();
-  }
-
-  /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
-  #beforeRescan(): void {
-    if (this.#table.beforeRescan()) this.#pump();
   }
 
   /** Start batches in a moment ({@linkcode BATCH_GATHER_MS}): files that become ready together

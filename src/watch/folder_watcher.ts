@@ -387,12 +387,16 @@ export class EventGatherer {
           : undefined,
       });
     }
-    this.#timer ??= setTimeout(() => {
-      this.#timer = undefined;
-      const events = this.#events;
-      this.#events = new Map();
-      this.#onEvents(events);
-    }, GATHER_MS);
+    this.#timer ??= setTimeout(() => this.flush(), GATHER_MS);
+  }
+
+  /** Hand over what is gathered now (if anything). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const events = this.#events;
+    this.#events = new Map();
+    if (events.size > 0) this.#onEvents(events);
   }
 
   /** Drop what is gathered and stop the timer. */

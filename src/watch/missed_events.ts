@@ -11,7 +11,10 @@
  * subfolders that changed since (a folder's mtime moves when a file is
  * created in it). Reading a folder is cheap, and files already sent are not
  * even looked at: this looks for new files (a file rewritten after it was sent
- * whose events were all lost waits for the periodic rescan).
+ * whose events were all lost waits for the periodic rescan). New files no event
+ * told of say that events were lost, maybe closes too: the files seen written
+ * before that re-read and not closed since are told (`onLost`), so that
+ * none waits for a close that never comes.
  *
  * @module
  */
@@ -165,31 +168,42 @@ export class MissedFiles {
   #job: string;
   #root: string;
   #latencyMs: number;
+  #onLost: ((beforeMs: number) => void) | undefined;
   /** Fresh files found by a re-read whose events have not come yet (relative paths). */
   #awaiting = new Set<string>();
   #timers = new Set<ReturnType<typeof setTimeout>>();
 
-  constructor(job: string, root: string, latencyMs = EVENT_LATENCY_MS) {
+  /** @param onLost events were lost before `beforeMs` (performance.now() ms): files were missed */
+  constructor(
+    job: string,
+    root: string,
+    latencyMs = EVENT_LATENCY_MS,
+    onLost?: (beforeMs: number) => void,
+  ) {
     this.#job = job;
     this.#root = root;
     this.#latencyMs = latencyMs;
+    this.#onLost = onLost;
   }
 
-  /** A re-read of `folders` (relative) found `result`. */
-  found(result: DirtyScanResult, folders: string[]): void {
+  /**
+   * A re-read of `folders` (relative), started at `startedMs` (performance.now() ms), found
+   * `result`.
+   */
+  found(result: DirtyScanResult, folders: string[], startedMs = performance.now()): void {
     if (result.overdue === 0 && result.fresh.length === 0) return;
     const folderPaths = folders.map((rel) => absolutePath(this.#root, rel));
     const fresh = result.fresh.filter((rel) => !this.#awaiting.has(rel));
     for (const rel of fresh) this.#awaiting.add(rel);
     if (fresh.length === 0) {
-      this.#warn(result.overdue, folderPaths);
+      this.#warn(result.overdue, folderPaths, startedMs);
       return;
     }
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       let missed = result.overdue;
       for (const rel of fresh) if (this.#awaiting.delete(rel)) missed++;
-      this.#warn(missed, folderPaths);
+      this.#warn(missed, folderPaths, startedMs);
     }, this.#latencyMs);
     this.#timers.add(timer);
   }
@@ -206,12 +220,13 @@ export class MissedFiles {
     this.#awaiting.clear();
   }
 
-  #warn(count: number, folders: string[]): void {
+  #warn(count: number, folders: string[], startedMs: number): void {
     if (count === 0) return;
     logger("watch").warn(
       "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
       { job: this.#job, count, folders },
     );
+    this.#onLost?.(startedMs);
   }
 }
 
@@ -239,6 +254,11 @@ export interface LostEventsOptions {
   onUnwatched: (folders: string[]) => void;
   /** See {@linkcode ForgottenUntil}. */
   forgottenUntil?: ForgottenUntil;
+  /**
+   * Events were lost before `beforeMs` (performance.now() ms), closes maybe among them: a re-read
+   * found new files no event told of, or the watcher said so.
+   */
+  onLost?: (beforeMs: number) => void;
 }
 
 /**
@@ -255,7 +275,7 @@ export class LostEvents {
 
   constructor(options: LostEventsOptions) {
     this.#options = options;
-    this.#missed = new MissedFiles(options.job, options.root);
+    this.#missed = new MissedFiles(options.job, options.root, undefined, options.onLost);
   }
 
   /** Folders (relative, `""` = the root) had events just now. */
@@ -277,14 +297,14 @@ export class LostEvents {
 
   #read(): void {
     this.#reads = this.#reads.then(async () => {
-      const dirty = this.#dirty.take();
+      const dirty = this.#dirty.take(), startedMs = performance.now();
       if (this.#closed || this.#options.skip()) return;
       const result = await scanDirtyFolders(dirty, {
         ...this.#options,
         isClosed: () => this.#closed,
       });
       if (this.#closed || this.#options.polled()) return;
-      this.#missed.found(result, [...dirty.keys()]);
+      this.#missed.found(result, [...dirty.keys()], startedMs);
       if (result.unwatched.length === 0) return;
       this.#options.onUnwatched(
         result.unwatched.map((rel) => absolutePath(this.#options.root, rel)),

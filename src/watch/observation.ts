@@ -100,6 +100,22 @@ export function unreadableCount(store: ObservationStore): number {
   return count;
 }
 
+/**
+ * Events were lost (a queue overflowed) before `beforeMs` (performance.now() ms): a file seen
+ * written before then and not closed since may have had its close among them, and a lost close
+ * must not hold a file. It is no longer taken as open: the window (or its FITS structure) decides,
+ * as for a file a scan found; a write told later marks it open again. @returns how many
+ */
+export function forgetOpen(store: ObservationStore, beforeMs: number): number {
+  let count = 0;
+  for (const observation of store.values()) {
+    if (observation.open !== true || observation.lastActivityMs >= beforeMs) continue;
+    observation.open = false;
+    count++;
+  }
+  return count;
+}
+
 /** What a look at a file found: its stat, nothing there, or an error that says neither. */
 export type Look = Deno.FileInfo | "gone" | Error;
 

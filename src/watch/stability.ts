@@ -18,7 +18,8 @@
  *   (Linux) shortens the wait to a short confirmation only for files the
  *   caller allows (`closeShortcut`), and never for an empty file.
  * - A file the caller names (`waitsForClose`, by its path and structure) that its writer still
- *   has open (seen written, Linux, not closed since) waits for its close however long.
+ *   has open (seen written, Linux, not closed since) waits for its close however long, unless
+ *   events were lost since (`closesLost`): its close may have been among them.
  * - A file that disappears is dropped (`onGone`), never reported ready. One whose stat fails
  *   otherwise (an I/O error on a share, a folder's permissions) is not taken as gone: it stays
  *   under observation, is looked at again (see `observation.ts`) and said (`onUnreadable`), and
@@ -31,13 +32,8 @@
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
 import { isGoneError, sameVersion } from "./file_version.ts";
-import {
-  type Activity,
-  lookAt,
-  lookFailed,
-  type Observation,
-  type ObservationStore,
-} from "./observation.ts";
+import { type Activity, forgetOpen, lookAt, lookFailed } from "./observation.ts";
+import type { Observation, ObservationStore } from "./observation.ts";
 
 export { type Activity, activityOf } from "./observation.ts";
 export type { Observation, ObservationStore } from "./observation.ts";
@@ -226,6 +222,11 @@ export class StabilityChecker {
   lookAgainNow(path: string): void {
     const entry = this.#store.get(path);
     if (entry?.unreadable !== undefined && !this.#closed) this.#schedule(path, entry, 0);
+  }
+
+  /** Events were lost before `beforeMs` (performance.now() ms): see `forgetOpen`. */
+  closesLost(beforeMs: number): number {
+    return this.#closed ? 0 : forgetOpen(this.#store, beforeMs);
   }
 
   /** Stop observing `path` without a callback. */

@@ -39,8 +39,8 @@ const NOT_NOW = "Rescan of {path} skipped: it cannot be read ({reason}); it is s
 const CLOSES_TOLD = Deno.build.os === "linux";
 /** What a scan tells of the files it found (see {@linkcode WatchSessionOptions.onFound}). */
 export type ScanFound = Extract<Activity, "found" | "moved">;
-/** Options of {@linkcode WatchSession} (`forgottenUntil`: see {@linkcode LostEventsOptions}). */
-export interface WatchSessionOptions extends Pick<LostEventsOptions, "forgottenUntil"> {
+/** Options of {@linkcode WatchSession} (`forgottenUntil`, `onLost`: see `LostEventsOptions`). */
+export interface WatchSessionOptions extends Pick<LostEventsOptions, "forgottenUntil" | "onLost"> {
   /** The watch folder (`watch_path`). */
   root: string;
   /** Job name, for log lines. */
@@ -408,8 +408,9 @@ export class WatchSession {
   #onEvent(event: WatchEvent): void {
     if (this.#closed) return;
     if (event.flag === "rescan") {
-      void this.#rewatch("The watcher lost events; watching {path} again and rescanning it");
-      return;
+      this.#events.flush(); // The events before the loss first: their writes were told.
+      this.#options.onLost?.(performance.now());
+      return void this.#rewatch("The watcher lost events; watching {path} again and rescanning it");
     }
     this.#events.add(event.kind, event.paths);
   }

@@ -236,30 +236,37 @@ Deno.test("scanDirtyFolders: files last written before the ledger was started an
   }
 });
 
-Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time", async () => {
+Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time; each time, events were lost before the re-read", async () => {
   const logs = await captureLogs();
-  const missed = new MissedFiles("test", "/watch", 200);
+  // When events were lost, as told (the start of the re-read that found it).
+  const lost: number[] = [];
+  const missed = new MissedFiles("test", "/watch", 200, (beforeMs) => lost.push(beforeMs));
   try {
     const said = () =>
       logs.records.filter((r) => String(r.rawMessage).includes("missed")).map((r) =>
         r.properties.count
       );
-    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"]);
+    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"], 1000);
     assert.deepEqual(said(), [1], "a file written a while ago: said at once");
+    assert.deepEqual(lost, [1000], "events were lost before the re-read");
 
     // Two fresh files: the event of one comes late (after the re-read), the other's never does.
-    missed.found({
-      found: 2,
-      overdue: 0,
-      fresh: ["night/late.fits", "night/lost.fits"],
-      unwatched: [],
-    }, [
-      "night",
-    ]);
+    missed.found(
+      {
+        found: 2,
+        overdue: 0,
+        fresh: ["night/late.fits", "night/lost.fits"],
+        unwatched: [],
+      },
+      ["night"],
+      2000,
+    );
     assert.deepEqual(said(), [1], "fresh files are not said before their events had time");
+    assert.deepEqual(lost, [1000]);
     missed.heard("night/late.fits");
     await waitFor(() => said().length === 2, 10_000, "the second warning");
     assert.deepEqual(said(), [1, 1], "only the file whose event never came");
+    assert.deepEqual(lost, [1000, 2000]);
     const record = logs.records.filter((r) => String(r.rawMessage).includes("missed"))[1];
     assert.deepEqual(record.properties.folders, ["/watch/night"]);
 
@@ -268,6 +275,7 @@ Deno.test("MissedFiles: overdue files are said at once; a fresh file only when i
     missed.heard("night/on time.fits");
     await new Promise((r) => setTimeout(r, 400));
     assert.deepEqual(said(), [1, 1]);
+    assert.deepEqual(lost, [1000, 2000], "no event lost: no file stops waiting for its close");
   } finally {
     missed.close();
     await logs.stop();

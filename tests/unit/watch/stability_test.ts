@@ -379,6 +379,31 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
   });
 });
 
+Deno.test("StabilityChecker: a file that waits for its close goes by the window once events were lost (closesLost); one written after the loss still waits for its close", async () => {
+  // As with after_transfer: delete, where every file but a FITS file waits for its close.
+  await withChecker({ stableForMs: 300, waitsForClose: () => true }, async (checker, rec, dir) => {
+    const held = join(dir, "held -$(x).dat");
+    const later = join(dir, "later.dat");
+    Deno.writeFileSync(held, new Uint8Array(100));
+    checker.touch(held, "written");
+    const waits = (path: string) => rec.incomplete.some((i) => i.path === path);
+    await rec.until(() => waits(held), "held said to wait for its close");
+    assert.match(rec.incomplete[0].reason, /its writer still has it open/);
+    const lostAt = performance.now();
+    Deno.writeFileSync(later, new Uint8Array(100));
+    checker.touch(later, "written");
+    // Its close may have been lost (an overflow): a lost close must not hold it.
+    assert.equal(checker.closesLost(lostAt), 1, "only the file seen written before the loss");
+    await rec.until(() => rec.readyFor(held).length > 0, "held ready after the window");
+    assert.equal(rec.readyFor(held)[0].size, 100);
+    await rec.until(() => waits(later), "later still waits for its close");
+    assert.equal(rec.readyFor(later).length, 0, "not sent while its writer has it open");
+    checker.touch(later, "closed");
+    await rec.until(() => rec.readyFor(later).length > 0, "later ready after its close");
+    assert.equal(checker.closesLost(performance.now()), 0, "none left open");
+  });
+});
+
 Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed, goes after the window without a close (real watcher)", async () => {
   // No close follows a rename.
   await withWatchedChecker(async (_checker, rec, watched, dir) => {
