@@ -12,9 +12,11 @@
  * created in it). Reading a folder is cheap, and files already sent are not
  * even looked at: this looks for new files (a file rewritten after it was sent
  * whose events were all lost waits for the periodic rescan). New files no event
- * told of say that events were lost, maybe closes too: the files seen written
- * before that re-read and not closed since are told (`onLost`), so that
- * none waits for a close that never comes.
+ * told of say that events were lost, maybe closes too (`onLost`): the files
+ * seen written and not closed since must not wait for a close that never
+ * comes. Said at once, and again at the next re-read after the watcher was
+ * quiet: events queued ahead of the loss (a write among them) may be handled
+ * after the re-read that found it, during a long burst.
  *
  * @module
  */
@@ -41,12 +43,15 @@ const EVENT_LATENCY_MS = 2000;
 /** The folders that had events since they were last read, each with the time of its first event. */
 export class DirtyFolders {
   #folders = new Map<string, number>();
-  #onDue: () => void;
+  #onDue: (quiet: boolean) => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #firstAt = 0;
 
-  /** @param onDue called when the folders should be read (the watcher went quiet) */
-  constructor(onDue: () => void) {
+  /**
+   * @param onDue called when the folders should be read: the watcher went quiet (`quiet`), or
+   *   events kept coming for {@linkcode SAFETY_MAX_DELAY_MS}
+   */
+  constructor(onDue: (quiet: boolean) => void) {
     this.#onDue = onDue;
   }
 
@@ -64,10 +69,11 @@ export class DirtyFolders {
     }
     if (this.#folders.size === 0) return;
     clearTimeout(this.#timer);
-    const dueAt = Math.min(now + SAFETY_QUIET_MS, this.#firstAt + SAFETY_MAX_DELAY_MS);
+    const quiet = now + SAFETY_QUIET_MS <= this.#firstAt + SAFETY_MAX_DELAY_MS;
+    const dueAt = quiet ? now + SAFETY_QUIET_MS : this.#firstAt + SAFETY_MAX_DELAY_MS;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#onDue();
+      this.#onDue(quiet);
     }, Math.max(0, dueAt - now));
   }
 
@@ -168,42 +174,34 @@ export class MissedFiles {
   #job: string;
   #root: string;
   #latencyMs: number;
-  #onLost: ((beforeMs: number) => void) | undefined;
+  #onLost: (() => void) | undefined;
   /** Fresh files found by a re-read whose events have not come yet (relative paths). */
   #awaiting = new Set<string>();
   #timers = new Set<ReturnType<typeof setTimeout>>();
 
-  /** @param onLost events were lost before `beforeMs` (performance.now() ms): files were missed */
-  constructor(
-    job: string,
-    root: string,
-    latencyMs = EVENT_LATENCY_MS,
-    onLost?: (beforeMs: number) => void,
-  ) {
+  /** @param onLost events were lost (files were missed), said with the warning */
+  constructor(job: string, root: string, latencyMs = EVENT_LATENCY_MS, onLost?: () => void) {
     this.#job = job;
     this.#root = root;
     this.#latencyMs = latencyMs;
     this.#onLost = onLost;
   }
 
-  /**
-   * A re-read of `folders` (relative), started at `startedMs` (performance.now() ms), found
-   * `result`.
-   */
-  found(result: DirtyScanResult, folders: string[], startedMs = performance.now()): void {
+  /** A re-read of `folders` (relative) found `result`. */
+  found(result: DirtyScanResult, folders: string[]): void {
     if (result.overdue === 0 && result.fresh.length === 0) return;
     const folderPaths = folders.map((rel) => absolutePath(this.#root, rel));
     const fresh = result.fresh.filter((rel) => !this.#awaiting.has(rel));
     for (const rel of fresh) this.#awaiting.add(rel);
     if (fresh.length === 0) {
-      this.#warn(result.overdue, folderPaths, startedMs);
+      this.#warn(result.overdue, folderPaths);
       return;
     }
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       let missed = result.overdue;
       for (const rel of fresh) if (this.#awaiting.delete(rel)) missed++;
-      this.#warn(missed, folderPaths, startedMs);
+      this.#warn(missed, folderPaths);
     }, this.#latencyMs);
     this.#timers.add(timer);
   }
@@ -220,13 +218,13 @@ export class MissedFiles {
     this.#awaiting.clear();
   }
 
-  #warn(count: number, folders: string[], startedMs: number): void {
+  #warn(count: number, folders: string[]): void {
     if (count === 0) return;
     logger("watch").warn(
       "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
       { job: this.#job, count, folders },
     );
-    this.#onLost?.(startedMs);
+    this.#onLost?.();
   }
 }
 
@@ -256,7 +254,8 @@ export interface LostEventsOptions {
   forgottenUntil?: ForgottenUntil;
   /**
    * Events were lost before `beforeMs` (performance.now() ms), closes maybe among them: a re-read
-   * found new files no event told of, or the watcher said so.
+   * found new files no event told of (told at once, and again with the next re-read after the
+   * watcher was quiet), or the watcher said so.
    */
   onLost?: (beforeMs: number) => void;
 }
@@ -268,14 +267,19 @@ export interface LostEventsOptions {
  */
 export class LostEvents {
   #options: LostEventsOptions;
-  #dirty = new DirtyFolders(() => this.#read());
+  #dirty = new DirtyFolders((quiet) => this.#read(quiet));
   #reads: Promise<void> = Promise.resolve();
   #missed: MissedFiles;
   #closed = false;
+  /** A loss was found: events queued ahead of it may still be handled (see the module doc). */
+  #lossUnsettled = false;
 
   constructor(options: LostEventsOptions) {
     this.#options = options;
-    this.#missed = new MissedFiles(options.job, options.root, undefined, options.onLost);
+    this.#missed = new MissedFiles(options.job, options.root, undefined, () => {
+      this.#lossUnsettled = true;
+      options.onLost?.(performance.now());
+    });
   }
 
   /** Folders (relative, `""` = the root) had events just now. */
@@ -295,7 +299,8 @@ export class LostEvents {
     this.#missed.close();
   }
 
-  #read(): void {
+  /** Read the folders with events again (`quiet`: the watcher was quiet for a moment first). */
+  #read(quiet: boolean): void {
     this.#reads = this.#reads.then(async () => {
       const dirty = this.#dirty.take(), startedMs = performance.now();
       if (this.#closed || this.#options.skip()) return;
@@ -304,7 +309,12 @@ export class LostEvents {
         isClosed: () => this.#closed,
       });
       if (this.#closed || this.#options.polled()) return;
-      this.#missed.found(result, [...dirty.keys()], startedMs);
+      // Everything queued ahead of a loss found before was handled before this read began.
+      if (quiet && this.#lossUnsettled) {
+        this.#lossUnsettled = false;
+        this.#options.onLost?.(startedMs);
+      }
+      this.#missed.found(result, [...dirty.keys()]);
       if (result.unwatched.length === 0) return;
       this.#options.onUnwatched(
         result.unwatched.map((rel) => absolutePath(this.#options.root, rel)),

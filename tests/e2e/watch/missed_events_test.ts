@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { MissedFiles, parentOf, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import {
+  LostEvents,
+  MissedFiles,
+  parentOf,
+  scanDirtyFolders,
+} from "../../../src/watch/missed_events.ts";
 import { WatchSession } from "../../../src/watch/watch_session.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import type { FoundFile } from "../../../src/watch/scan.ts";
@@ -236,37 +241,35 @@ Deno.test("scanDirtyFolders: files last written before the ledger was started an
   }
 });
 
-Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time; each time, events were lost before the re-read", async () => {
+Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time; each warning says events were lost", async () => {
   const logs = await captureLogs();
-  // When events were lost, as told (the start of the re-read that found it).
-  const lost: number[] = [];
-  const missed = new MissedFiles("test", "/watch", 200, (beforeMs) => lost.push(beforeMs));
+  // How often events were said lost (with each warning).
+  let lost = 0;
+  const missed = new MissedFiles("test", "/watch", 200, () => lost++);
   try {
     const said = () =>
       logs.records.filter((r) => String(r.rawMessage).includes("missed")).map((r) =>
         r.properties.count
       );
-    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"], 1000);
+    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"]);
     assert.deepEqual(said(), [1], "a file written a while ago: said at once");
-    assert.deepEqual(lost, [1000], "events were lost before the re-read");
+    assert.equal(lost, 1, "events were lost");
 
     // Two fresh files: the event of one comes late (after the re-read), the other's never does.
-    missed.found(
-      {
-        found: 2,
-        overdue: 0,
-        fresh: ["night/late.fits", "night/lost.fits"],
-        unwatched: [],
-      },
-      ["night"],
-      2000,
-    );
+    missed.found({
+      found: 2,
+      overdue: 0,
+      fresh: ["night/late.fits", "night/lost.fits"],
+      unwatched: [],
+    }, [
+      "night",
+    ]);
     assert.deepEqual(said(), [1], "fresh files are not said before their events had time");
-    assert.deepEqual(lost, [1000]);
+    assert.equal(lost, 1);
     missed.heard("night/late.fits");
     await waitFor(() => said().length === 2, 10_000, "the second warning");
     assert.deepEqual(said(), [1, 1], "only the file whose event never came");
-    assert.deepEqual(lost, [1000, 2000]);
+    assert.equal(lost, 2);
     const record = logs.records.filter((r) => String(r.rawMessage).includes("missed"))[1];
     assert.deepEqual(record.properties.folders, ["/watch/night"]);
 
@@ -275,9 +278,57 @@ Deno.test("MissedFiles: overdue files are said at once; a fresh file only when i
     missed.heard("night/on time.fits");
     await new Promise((r) => setTimeout(r, 400));
     assert.deepEqual(said(), [1, 1]);
-    assert.deepEqual(lost, [1000, 2000], "no event lost: no file stops waiting for its close");
+    assert.equal(lost, 2, "no event lost: no file stops waiting for its close");
   } finally {
     missed.close();
     await logs.stop();
+  }
+});
+
+Deno.test("LostEvents: a loss found is told at once, and again with the next read after the watcher was quiet (events queued ahead of it handled by then), then no more", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  const logs = await captureLogs();
+  const lost: number[] = [];
+  let reads = 0;
+  let missing = true; // The first read finds a file no event told of; later ones nothing new.
+  const events = new LostEvents({
+    job: "test",
+    root,
+    filter,
+    onFound: (files) => {
+      reads++;
+      const found = missing ? files : [];
+      missing = false;
+      return found;
+    },
+    onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
+    skip: () => false,
+    polled: () => false,
+    onUnwatched: () => {},
+    onLost: (beforeMs) => lost.push(beforeMs),
+  });
+  try {
+    await put(root, "night/a.fits");
+    // Written a while ago: its events would have come by now.
+    const aWhileAgo = new Date(Date.now() - 10_000);
+    await Deno.utime(join(root, "night/a.fits"), aWhileAgo, aWhileAgo);
+    events.mark(["night"]);
+    await waitFor(() => lost.length === 1, 30_000, "the loss told");
+    assert.equal(reads, 1);
+    // Events handled after the read that found the loss (queued ahead of it): the next quiet read
+    // tells it again, from its start.
+    const markedAt = performance.now();
+    events.mark(["night"]);
+    await waitFor(() => reads === 2, 30_000, "the second read");
+    await waitFor(() => lost.length === 2, 30_000, "the loss told again");
+    assert.ok(lost[1] > markedAt, "from the start of the quiet read");
+    events.mark(["night"]);
+    await waitFor(() => reads === 3, 30_000, "the third read");
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(lost.length, 2, "settled: no loss told any more");
+  } finally {
+    events.close();
+    await logs.stop();
+    await Deno.remove(root, { recursive: true });
   }
 });
