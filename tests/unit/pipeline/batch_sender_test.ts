@@ -17,18 +17,23 @@ import { captureLogs } from "../../helpers/log_capture.ts";
 import { waitFor } from "../../helpers/files.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 
-/** A job's ledger and file table in a fresh folder, with `files` (relative paths) queued. */
-async function queued(files: string[], overrides: Partial<JobConfig> = {}) {
-  const root = await Deno.makeTempDir({ prefix: "itx-sender-" });
-  const job = localTestJob(root, overrides);
-  const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
-  const table = new FileTable({
+/** The file table of `job` over `ledger`, as a start makes it (nothing observed). */
+function fileTable(job: JobConfig, ledger: Ledger): FileTable {
+  return new FileTable({
     job,
     ledger,
     filter: createFileFilter(job),
     observe: () => {},
     onDue: () => {},
   });
+}
+
+/** A job's ledger and file table in a fresh folder, with `files` (relative paths) queued. */
+async function queued(files: string[], overrides: Partial<JobConfig> = {}) {
+  const root = await Deno.makeTempDir({ prefix: "itx-sender-" });
+  const job = localTestJob(root, overrides);
+  const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
+  const table = fileTable(job, ledger);
   for (const rel of files) {
     const path = join(job.watch_path, rel);
     await Deno.mkdir(join(path, ".."), { recursive: true });
@@ -207,13 +212,7 @@ for (const restarts of [1, 2]) {
       let next = table;
       for (let run = 0; run < restarts; run++) {
         if (next !== table) next.close();
-        next = new FileTable({
-          job,
-          ledger: table.ledger,
-          filter: createFileFilter(job),
-          observe: () => {},
-          onDue: () => {},
-        });
+        next = fileTable(job, table.ledger);
         next.takeOverLedger();
         await next.resumeUnfinished();
       }
@@ -281,13 +280,7 @@ Deno.test("BatchSender: arrivals the ledger could not record by the stop are sai
     );
 
     // The next start: a.fits and b.fits are there with their bytes, c.fits was removed there.
-    const next = new FileTable({
-      job,
-      ledger: table.ledger,
-      filter: createFileFilter(job),
-      observe: () => {},
-      onDue: () => {},
-    });
+    const next = fileTable(job, table.ledger);
     next.takeOverLedger();
     await next.resumeUnfinished();
     const there = (d: string) => d.split("/").at(-1)!;
