@@ -183,7 +183,7 @@ export const jobShape = {
           JSON.stringify(issue.input)
         }; use an IANA name such as "Europe/Berlin", "America/Santiago" or "UTC"`,
     }).default(""),
-    'IANA time zone for the night rule, e.g. "America/Santiago"; empty means the system time zone (a TZ holding a POSIX rule such as "<-03>3" is not read: the zone is then UTC, which run, doctor and config validate warn of).',
+    'IANA time zone for the night rule, e.g. "America/Santiago"; empty means the system time zone. A TZ holding a POSIX rule such as "<-03>3" is not read: the zone is then UTC, which run, doctor and config validate warn of.',
   ),
   verify_transfer: doc(
     z.union([z.boolean(), z.enum(["none", "size", "checksum"])]).default("checksum"),
