@@ -94,8 +94,9 @@ Deno.test("daemon (local): burst + slow writer arrive complete in night folders;
       await Deno.utime(slowPath, evening, evening);
       expected.set("20240315/slow/slow exposure.fits", slowBytes);
 
+      // Arrived under their final names: a copy on its way (a hidden temporary file) is not one.
       await waitFor(
-        async () => (await listFiles(dest).catch(() => [])).length >= expected.size,
+        async () => (await listArrived(dest).catch(() => [])).length >= expected.size,
         60_000,
       );
       // Give a straggler (a duplicate or a temp file) the chance to show up.

@@ -103,7 +103,8 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
     await Deno.writeFile(join(p.watch, rel), data);
     await waitFor(() => existsSync(join(p.archive, rel)), 20_000, "the source in the archive");
     assert.deepEqual(await Deno.readFile(join(p.archive, rel)), data);
-    assert.ok(!existsSync(join(p.watch, rel)));
+    // The copy is put in place in the archive before the source is removed.
+    await waitFor(() => !existsSync(join(p.watch, rel)), 20_000, "the source removed");
     const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
     assert.deepEqual(await Deno.readFile(join(p.dest, night, rel)), data);
     await daemon.waitForOutput("it arrived verified");
@@ -186,7 +187,8 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
         "the source in the archive",
       );
       assert.deepEqual(await Deno.readFile(join(p.archive, "big.fits")), data);
-      assert.ok(!existsSync(source));
+      // The copy is put in place in the archive before the source is removed.
+      await waitFor(() => !existsSync(source), 20_000, "the source removed");
       const after = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
         `http://${base}`,
         "/api/status",
