@@ -245,7 +245,9 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
       {
         category: ["image-transfer"],
         lowestLevel: options.verbose ? "debug" : options.level ?? "info",
-        sinks: Object.keys(sinks),
+        // The file first: a line seen on the console is already in the file, even
+        // when the process is killed the moment after.
+        sinks: sinks.file ? ["file", "stderr"] : ["stderr"],
       },
       // The reason the program exits goes to the log file only: stderr gets
       // the same reason as the `error: ` line every command prints.
