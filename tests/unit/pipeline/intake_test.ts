@@ -103,8 +103,10 @@ async function backWhileLooked(
   const { header, data } = imageParts(120, 80, [card("OBJECT", "back")]);
   const back = new Uint8Array([...header, ...data]);
   let looked = -1; // How often the intake had said something settled when the file was back.
+  let cameBack = false; // Set at once: the intake may look again before the file is back.
   const opened = openIntake(root, job, async (path) => {
-    if (path !== at || looked >= 0) return false;
+    if (path !== at || cameBack) return false;
+    cameBack = true;
     await comeBack(at, back, opened.intake);
     looked = opened.state.settled;
     return false;
