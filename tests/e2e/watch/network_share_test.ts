@@ -67,11 +67,14 @@ async function arrivalsLogged(
   dest: string,
 ): Promise<void> {
   const names = (await listFiles(dest)).map((rel) => basename(rel));
+  const output = () => daemon.stderr() + daemon.stdout();
   await waitFor(
-    () => names.every((name) => transfers(daemon.stderr() + daemon.stdout(), name) > 0),
+    () => names.every((name) => transfers(output(), name) > 0),
     30_000,
     "the arrivals logged",
-  );
+  ).catch((error) => {
+    throw new Error(`${error.message}: ${names.join(", ")}; the daemon said:\n${output()}`);
+  });
 }
 
 /** A folder below the share and a mount point for its bindfs view, in a temp folder. */
