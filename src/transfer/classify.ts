@@ -162,6 +162,19 @@ const RULES: Rule[] = [
       `or add it with "${keyscanCommand(c)}" (check the fingerprint)`,
   },
   {
+    // ssh warns of a key it cannot read and goes on without it: the refusal is not the server's.
+    test:
+      /Identity file (.+) not accessible: ([^\n]+?)\.?\n[\s\S]*Permission denied \(|Permission denied \([\s\S]*Identity file (.+) not accessible: ([^\n]+?)\.?$/m,
+    kind: "fatal",
+    reason: (c, match) =>
+      `authentication was refused for ${c.destination}: ${
+        keyGiven("ssh_identity_file", c.fromTo)
+      } ` +
+      `${match[1] ?? match[3]} cannot be read (${
+        match[2] ?? match[4]
+      }); put the key back or fix the path`,
+  },
+  {
     test:
       /Permission denied \((?:publickey|password|keyboard|gssapi|hostbased)|Too many authentication failures|Authentication failed/,
     kind: "fatal",

@@ -110,6 +110,33 @@ Deno.test("refused authentication is fatal and points at keys and BatchMode", ()
   }
 });
 
+Deno.test("refused authentication with a key ssh cannot read names the key, not the server", () => {
+  const warning = "Warning: Identity file /home/obs/.ssh/id_ed25519 not accessible: " +
+    "No such file or directory.";
+  for (
+    const text of [
+      `${warning}\nobs@freya: Permission denied (publickey).`,
+      `${warning}\nobs@freya: Permission denied (publickey).\n/usr/bin/scp: Connection closed`,
+    ]
+  ) {
+    const result = classifyText(text, context, 255);
+    assert.equal(result.kind, "fatal", text);
+    assert.equal(
+      result.reason,
+      "authentication was refused for obs@freya: ssh_identity_file " +
+        "/home/obs/.ssh/id_ed25519 cannot be read (No such file or directory); put the key " +
+        "back or fix the path",
+    );
+  }
+  // The warning alone, with a connection that failed otherwise, is not taken for a refusal.
+  const refused = classifyText(
+    `${warning}\nssh: connect to host freya port 2222: Connection refused`,
+    context,
+    255,
+  );
+  assert.equal(refused.kind, "retry");
+});
+
 Deno.test("network failures are retryable", () => {
   for (
     const [text, code, tool] of [
