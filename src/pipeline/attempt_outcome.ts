@@ -171,16 +171,19 @@ export function holdsTheJob(error: TransferError): boolean {
 /**
  * Whether a destination folder the login may not write into (`remote_base_path`, where each file's
  * night folder is made) fails the whole destination or one file. It fails every file alike (the
- * job pauses, see `destination_pause.ts`) until a file arrives after it refused one: that file's
- * folder is there (tonight's, made before), so a file whose folder cannot be made (a file of
- * another night) fails on its own, retrying with its backoff while the others go, as it does on
- * every later try (a file refused on its own counts attempts; a held one does not). A file not
- * failing yet, refused with no arrival since the last refusal, is the whole destination's again (a
- * new night whose folder cannot be made, say).
+ * job pauses, see `destination_pause.ts`) until a file arrives: that file's folder is there
+ * (tonight's, made before), so a file whose folder cannot be made (a file of another night) fails
+ * on its own, retrying with its backoff while the others go, as it does on every later try (a file
+ * refused on its own counts attempts; a held one does not). A file not failing yet, refused with no
+ * arrival since the last refusal, is the whole destination's again (a new night whose folder cannot
+ * be made, say). So is any file whose folder files arrived in in this run: that folder went (moved
+ * away, a share's folder gone), and an arrival before it went says nothing of the others.
  */
 export class BaseRefusals {
   /** A file arrived since the last refusal. */
   #took = false;
+  /** The folders made in the destination folder (night folders) that files arrived in, this run. */
+  #into = new Set<string>();
   /**
    * The batch and the refusal (what it says of the folders) last said as a file's own: the other
    * files of that batch refused alike were refused by the same folder, at the same time (one
@@ -188,18 +191,29 @@ export class BaseRefusals {
    */
   #lastOwn: { batch: object; refusal: string } | null = null;
 
-  /** Files arrived at the destination. */
-  arrived(): void {
+  /** Files arrived at the destination, at `destinations` (relative to the destination folder). */
+  arrived(destinations: Iterable<string> = []): void {
     this.#took = true;
+    for (const destination of destinations) this.#into.add(folderOf(destination));
   }
 
   /**
    * `error`, failed by a file with `attempts` failed attempts before, in `batch` (the files sent
-   * together), as it counts.
+   * together), going to `destination` (relative to the destination folder), as it counts.
    */
-  of(error: TransferError, attempts: number, batch: object = {}): TransferError {
+  of(
+    error: TransferError,
+    attempts: number,
+    batch: object = {},
+    destination?: string,
+  ): TransferError {
     const own = ownFolderRefused(error);
     if (own === null) return error;
+    // Its folder took files in this run and cannot be made now: it went, the destination changed.
+    if (destination !== undefined && this.#into.has(folderOf(destination))) {
+      this.#took = false;
+      return error;
+    }
     const refusal = refusalWords(error);
     const last = this.#lastOwn;
     const sameRefusal = last !== null && last.batch === batch && last.refusal === refusal;
@@ -209,6 +223,12 @@ export class BaseRefusals {
     if (took) this.#lastOwn = { batch, refusal };
     return own;
   }
+}
+
+/** The folder made in the destination folder for a file going to `destination` (its first part). */
+function folderOf(destination: string): string {
+  const slash = destination.indexOf("/");
+  return slash < 0 ? "" : destination.slice(0, slash);
 }
 
 /** What a refusal says of the destination folder and the folder it refused, not of the file. */

@@ -285,7 +285,7 @@ export class BatchSender {
       return false;
     }
     this.#saidDestinationDown = null;
-    this.#refusals.arrived();
+    this.#refusals.arrived(arrivals.map(({ record }) => record.destination));
     if (this.#destinationWasDown) {
       this.#destinationWasDown = false;
       this.#context.onBack?.();
@@ -344,7 +344,8 @@ export class BatchSender {
   }
 
   async #failed(record: WorkRecord, error: TransferError, batch: object): Promise<void> {
-    error = this.#refusals.of(error, record.attempts, batch); // The destination's, or its own?
+    // The destination's, or its own?
+    error = this.#refusals.of(error, record.attempts, batch, record.destination);
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
     // Its watch folder unreadable now (a share whose client died, may hang): it waits, no failure.

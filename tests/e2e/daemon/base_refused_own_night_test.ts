@@ -2,14 +2,22 @@
  * A destination folder (`remote_base_path`) the login may not write into, whose night folder for
  * tonight is there and writable: tonight's files go, and a file of another night (whose night
  * folder cannot be made there) fails on its own, with its retries, without pausing the job nor
- * holding tonight's files until a probe. A real daemon sends with scp and rsync to a real sshd, and
+ * holding tonight's files until a probe. Tonight's night folder that files arrived in, gone (moved
+ * away) from that folder: the job pauses, no file gives up. A real daemon sends with scp and rsync to a real sshd, and
  * with FTP over TLS to a real vsftpd, whose login user is not root, so the folder's mode holds.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
 import { startCli } from "../../helpers/cli.ts";
-import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import {
+  existsSync,
+  LEAST_CEILING_MS,
+  listArrived,
+  listFiles,
+  randomBytes,
+  waitFor,
+} from "../../helpers/files.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { REMOTE_METHODS, remoteSandbox } from "../../helpers/remote_daemon.ts";
 import { pausedJob } from "../../helpers/status.ts";
@@ -83,6 +91,87 @@ for (const method of REMOTE_METHODS) {
       await daemon.stop();
       await Deno.chmod(box.remote, 0o755).catch(() => {});
       await box.stop();
+    }
+  });
+}
+
+for (const method of REMOTE_METHODS) {
+  Deno.test(`${method}: a file arrives, then its night folder goes from a destination folder the login may not write into: the job pauses, no later file gives up nor runs on_failure; once writable, each arrives once`, async () => {
+    const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+    const hookLog = join(hooks, "failures.log");
+    const hook = join(hooks, "on-failure.sh");
+    await Deno.writeTextFile(
+      hook,
+      `#!/bin/sh\necho "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+    );
+    await Deno.chmod(hook, 0o755);
+    const box = await remoteSandbox(method, {
+      stability_window_seconds: 0.3,
+      night_date_source: "mtime",
+      night_rollover_hour: 12,
+      night_timezone: "UTC",
+      // As a user's trial: a file failing on its own gives up at its first attempt.
+      retry_attempts: 0,
+      retry_delay_seconds: 0.5,
+      retry_max_delay_seconds: 5,
+      rescan_interval_seconds: 0,
+      on_failure: [hook],
+    });
+    const night = nightFolder(TONIGHT, 12, "UTC");
+    const outside = join(box.root, "outside");
+    await Deno.mkdir(outside);
+    const drop = async (name: string) => {
+      const bytes = randomBytes(2000 + name.length * 7);
+      await Deno.writeFile(join(outside, name), bytes);
+      await Deno.utime(join(outside, name), TONIGHT, TONIGHT);
+      await Deno.rename(join(outside, name), join(box.watch, name));
+      return bytes;
+    };
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      const first = await drop("first.fits");
+      await waitFor(
+        async () => (await listArrived(box.remote)).length === 1,
+        LEAST_CEILING_MS,
+        "the first file to arrive",
+      );
+      const elsewhere = join(box.root, "elsewhere");
+      await Deno.rename(join(box.remote, night), elsewhere);
+      await Deno.chmod(box.remote, 0o555);
+      const sent = new Map<string, Uint8Array>();
+      for (const name of ["g1.fits", "g2.fits", "g3.fits"]) sent.set(name, await drop(name));
+      await waitFor(
+        async () => (await pausedJob(box.config, box.env))?.state === "destination failing",
+        LEAST_CEILING_MS,
+        "status to say the job is paused",
+      );
+      await daemon.waitForOutput(/still takes no file/);
+      assert.equal((await pausedJob(box.config, box.env))?.state, "destination failing");
+      assert.doesNotMatch(daemon.stderr(), /Failed to transfer|gave up|this file's folder/);
+
+      await Deno.chmod(box.remote, 0o755);
+      await waitFor(
+        async () => (await listArrived(box.remote)).length === sent.size,
+        LEAST_CEILING_MS,
+        "every file to arrive once the destination folder can be written",
+      );
+      await daemon.waitForOutput("takes files again; job default resumes");
+      assert.deepEqual(
+        (await listFiles(box.remote)).sort(),
+        [...sent.keys()].map((name) => `${night}/${name}`).sort(),
+      );
+      for (const [name, bytes] of sent) {
+        assert.deepEqual(await Deno.readFile(join(box.remote, night, name)), bytes, name);
+      }
+      assert.deepEqual(await Deno.readFile(join(elsewhere, "first.fits")), first);
+      assert.doesNotMatch(daemon.stderr(), /Failed to transfer|gave up/);
+      assert.equal(existsSync(hookLog), false, "on_failure ran");
+    } finally {
+      await daemon.stop();
+      await Deno.chmod(box.remote, 0o755).catch(() => {});
+      await box.stop();
+      await Deno.remove(hooks, { recursive: true });
     }
   });
 }

@@ -3,17 +3,27 @@
  * runs the tests, is refused too): every file's night folder is made there, so the job pauses and
  * probes it, and once it can be written the files waiting go at the next probe, not after their
  * slow retry. With tonight's night folder there, tonight's files go and a file of another night
- * fails on its own, without pausing the job.
+ * fails on its own, without pausing the job. A night folder that files arrived in in this run,
+ * gone (moved away) from a destination folder that cannot be written: the job pauses too, and no
+ * file gives up.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
 import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
 import { startCli } from "../../helpers/cli.ts";
-import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import {
+  existsSync,
+  LEAST_CEILING_MS,
+  listArrived,
+  listFiles,
+  randomBytes,
+  waitFor,
+} from "../../helpers/files.ts";
 import { setImmutable } from "../../helpers/immutable.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { freePort } from "../../helpers/net.ts";
 import { pausedJob } from "../../helpers/status.ts";
 
 const TONIGHT = new Date("2026-01-10T20:00:00Z");
@@ -124,4 +134,91 @@ Deno.test("local: in a destination folder that cannot be written, tonight's file
       await daemon.stop();
     }
   });
+});
+
+Deno.test("local: a file arrives, then its night folder goes and the destination folder cannot be written: the job pauses, no later file gives up nor runs on_failure; once writable, each arrives once", async () => {
+  await using box = await cliSandbox();
+  const { root, watch, dest, config, env } = box;
+  const port = freePort();
+  const hookLog = join(root, "failures.log");
+  const hook = join(root, "on-failure.sh");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\necho "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  await box.rewrite({
+    night_date_source: "mtime",
+    night_rollover_hour: 12,
+    // As the trial's config: a file failing on its own gives up at its first attempt.
+    retry_attempts: 0,
+    retry_delay_seconds: 0.5,
+    retry_max_delay_seconds: 5,
+    rescan_interval_seconds: 0,
+    log_file: "",
+    on_failure: [hook],
+    status_listen: `127.0.0.1:${port}`,
+  });
+  await Deno.mkdir(join(root, "outside"));
+  await Deno.mkdir(dest);
+  const night = nightFolder(TONIGHT, 12, "UTC");
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const first = await drop(root, watch, "first.fits", TONIGHT, 2000);
+    await waitFor(
+      async () => (await listArrived(dest)).length === 1,
+      LEAST_CEILING_MS,
+      "the first file to arrive",
+    );
+    // Its night folder goes (moved away, a share's folder gone) and no folder can be made there.
+    const elsewhere = join(root, "elsewhere");
+    await Deno.rename(join(dest, night), elsewhere);
+    await setImmutable(dest, true);
+    const sent = new Map<string, Uint8Array>();
+    for (const name of ["g1.fits", "g2.fits", "g3.fits"]) {
+      sent.set(name, await drop(root, watch, name, TONIGHT, 3000 + sent.size));
+    }
+    let pause: JobPause | undefined;
+    await waitFor(
+      async () => (pause = await pausedJob(config, env))?.state === "destination failing",
+      LEAST_CEILING_MS,
+      "status to say the job is paused",
+    );
+    assert.match(pause!.reason, /may not write into the destination folder/);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^image_transfer_job_paused\{job="default"[^}]*\} 1$/m, metrics);
+    const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
+    assert.equal(api.jobs[0].held, true, JSON.stringify(api.jobs[0]));
+    // A probe fails meanwhile, as the destination's, not a file's: the job stays paused.
+    await daemon.waitForOutput(/still takes no file/);
+    assert.equal((await pausedJob(config, env))?.state, "destination failing");
+    let log = daemon.stderr();
+    assert.equal(log.split("takes no file:").length - 1, 1, log);
+    assert.doesNotMatch(log, /Failed to transfer|gave up|this file's folder/, log);
+
+    await setImmutable(dest, false);
+    await waitFor(
+      async () => (await listArrived(dest)).length === sent.size,
+      LEAST_CEILING_MS,
+      "every file to arrive once the destination folder can be written",
+    );
+    await daemon.waitForOutput("takes files again; job default resumes");
+    // Each once, with its bytes, in its night folder made again; the first where it was moved.
+    assert.deepEqual(
+      (await listFiles(dest)).sort(),
+      [...sent.keys()].map((name) => `${night}/${name}`).sort(),
+    );
+    for (const [name, bytes] of sent) {
+      assert.deepEqual(await Deno.readFile(join(dest, night, name)), bytes, name);
+    }
+    assert.deepEqual(await Deno.readFile(join(elsewhere, "first.fits")), first);
+    assert.equal(await pausedJob(config, env), undefined);
+    log = daemon.stderr();
+    assert.doesNotMatch(log, /Failed to transfer|gave up/, log);
+    assert.equal(existsSync(hookLog), false, "on_failure ran");
+  } finally {
+    await setImmutable(dest, false).catch(() => {});
+    await daemon.stop();
+  }
 });

@@ -317,6 +317,49 @@ Deno.test("BaseRefusals: the files of one batch refused by one folder together, 
   assert.equal(refusals.of(later, 0, {}), later);
 });
 
+Deno.test("BaseRefusals (scp, rsync): a refused folder that files arrived in in this run is the destination's, however many arrived before it, on a retry and for each file of the batch; another night's is still a file's own", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const refusal = (destination: string) => {
+    const folder = destination.slice(0, destination.indexOf("/"));
+    const denied = `mkdir: cannot create directory '/data/${folder}': Permission denied`;
+    const { kind, reason } = folderFailedReason(
+      { message: denied, inBase: true },
+      context,
+      "/data",
+    );
+    return new TransferError(
+      `Cannot send ${destination} to obs@freya:/data/${destination}: cannot create the folder: ${reason} (${denied})`,
+      kind,
+    );
+  };
+  const refusals = new BaseRefusals();
+  // Tonight's first file arrived; then its night folder went and none can be made.
+  refusals.arrived(["20261130/first.fits"]);
+  const batch = {};
+  for (const name of ["g1.fits", "g2.fits", "g3.fits"]) {
+    const refused = refusal(`20261130/${name}`);
+    const said = refusals.of(refused, 0, batch, `20261130/${name}`);
+    assert.equal(said, refused, name);
+    assert.equal(failureScope(said), "destination", name);
+    assert.equal(attemptOutcome(attempt({ error: said })).next.kind, "hold", name);
+  }
+  // A file that had failed before (a connection lost): the destination's too.
+  const retried = refusal("20261130/g4.fits");
+  assert.equal(refusals.of(retried, 2, {}, "20261130/g4.fits"), retried);
+  // Files arrive again (into the folder made again), then one of another night is refused: its own,
+  // and so are the files of its batch refused alike; one of tonight's folder never is.
+  refusals.arrived(["20261130/g1.fits"]);
+  const old = {};
+  const oldRefused = refusals.of(refusal("20240315/old.fits"), 0, old, "20240315/old.fits");
+  assert.equal(failureScope(oldRefused), "file", oldRefused.message);
+  assert.equal(
+    failureScope(refusals.of(refusal("20240315/old2.fits"), 0, old, "20240315/old2.fits")),
+    "file",
+  );
+  const tonight = refusal("20261130/g5.fits");
+  assert.equal(refusals.of(tonight, 0, old, "20261130/g5.fits"), tonight);
+});
+
 const MIDDLE = () => 0.5; // jitter factor exactly 1.0
 
 Deno.test("retryDelayMs: doubles with each attempt from the base delay", () => {
