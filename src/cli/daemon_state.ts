@@ -19,7 +19,7 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { describeIssue } from "../config/messages.ts";
 import { IN_THE_OPTIONS, type Path } from "../config/key_lines.ts";
 import { keyProblem } from "../config/jobs.ts";
-import { escapeControlChars } from "../log/logging.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
 import { pastedWord } from "../shell_words.ts";
 import { parseSet } from "./options.ts";
 import {
@@ -301,5 +301,5 @@ export function describePause(status: DaemonStatus, job: string, file: string): 
   if (!pause) return "";
   const since = new Date(pause.since).toLocaleString("sv-SE");
   // The reason names a file, whose name may hold a line break: one line all the same.
-  return `; paused: ${pause.state} since ${since} (${escapeControlChars(pause.reason)})`;
+  return `; paused: ${pause.state} since ${since} (${quoteIfUnsafe(pause.reason)})`;
 }

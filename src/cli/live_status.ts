@@ -6,7 +6,7 @@
  * @module
  */
 import type { Config } from "../config/types.ts";
-import { escapeControlChars } from "../log/logging.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings, statusUrl } from "../status/listen.ts";
 
@@ -103,7 +103,7 @@ export function formatLive(live: LiveStatus): string[] {
   const lines = [`Live (${live.url}):`];
   for (const job of live.jobs) {
     const q = job.queue;
-    const reason = job.reason ? `: ${escapeControlChars(job.reason)}` : "";
+    const reason = job.reason ? `: ${quoteIfUnsafe(job.reason)}` : "";
     lines.push(
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
         `pending ${q.observing + q.planning + q.queued + (q.unrecorded ?? 0)}` +
@@ -113,7 +113,7 @@ export function formatLive(live: LiveStatus): string[] {
     );
     if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
     if (job.watch?.unavailable) {
-      lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
+      lines.push(`    Watch folder cannot be read: ${quoteIfUnsafe(job.watch.unavailable)}`);
     }
     // As the status page and /metrics count them.
     if (job.cannotSend > 0) {

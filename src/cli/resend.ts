@@ -21,7 +21,7 @@ import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
-import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { matcher } from "../watch/file_filter.ts";
 import { absolutePath } from "../watch/file_version.ts";
@@ -169,7 +169,7 @@ async function whenSent(
   // The page alone tells a pause from it; one that did not answer leaves it unknown.
   const unknown = live && "unavailable" in live
     ? ` (unless a job is paused from its status page, which did not answer: ${
-      oneLine(live.unavailable)
+      quoteIfUnsafe(live.unavailable)
     })`
     : "";
   return [...lines, `The running daemon sends ${others} within a minute${unknown}.`];
@@ -192,7 +192,7 @@ function whatHolds(
       `it does (reload it with SIGHUP, or image-transfer${flag} restart)`;
   }
   const shown = live?.jobs.find((shown) => shown.job === job.name);
-  const why = shown?.reason ? ` (${oneLine(shown.reason)})` : "";
+  const why = shown?.reason ? ` (${quoteIfUnsafe(shown.reason)})` : "";
   const outsideWindow = `paused outside a transfer window (schedules): ${queued} once it opens`;
   switch (shown?.state) {
     case "paused":
@@ -211,7 +211,7 @@ function whatHolds(
   const pause = daemon.paused?.[job.name];
   if (pause) {
     const until = pause.state === "destination full" ? "has room again" : "answers again";
-    return `paused: ${pause.state} (${oneLine(pause.reason)}): ${queued} once it ${until}`;
+    return `paused: ${pause.state} (${quoteIfUnsafe(pause.reason)}): ${queued} once it ${until}`;
   }
   // ...and its transfer windows, as the config says them.
   if (!live && pausedAt(job, new Date())) return outsideWindow;

@@ -32,7 +32,7 @@ import {
   type FindOptions,
   otherStateDirHint,
 } from "./daemon_state.ts";
-import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
@@ -209,9 +209,11 @@ async function showStatus(
     if (rebuilt) {
       console.log(
         rebuilt.damagedCopy === ""
-          ? `  started anew ${when(rebuilt.at)}: the old one was lost (${oneLine(rebuilt.reason)})`
+          ? `  started anew ${when(rebuilt.at)}: the old one was lost (${
+            quoteIfUnsafe(rebuilt.reason)
+          })`
           : `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
-            oneLine(rebuilt.reason)
+            quoteIfUnsafe(rebuilt.reason)
           }); it is kept as ${rebuilt.damagedCopy}`,
       );
     }
@@ -280,7 +282,7 @@ async function showStatus(
       const retry = nextTry(row, jobsNow, (ms) => `at ${when(ms)}`);
       console.log(
         `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
-          oneLine(String(row.lastError))
+          quoteIfUnsafe(String(row.lastError))
         } (${retry}; ${row.attempts} attempt(s))`,
       );
     }
@@ -293,7 +295,9 @@ async function showStatus(
         const ago = Math.round((now - row.nextAttemptAt) / 1000);
         console.log(
           `  [${row.job}] ${quoteIfUnsafe(row.relPath)}: next attempt was due ${ago} s ago ` +
-            `(${row.attempts} failed attempt(s); last error: ${oneLine(String(row.lastError))})`,
+            `(${row.attempts} failed attempt(s); last error: ${
+              quoteIfUnsafe(String(row.lastError))
+            })`,
         );
       }
     }

@@ -47,9 +47,10 @@ function el(tag, attrs, ...kids) {
   for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return e;
 }
-// A name holding a newline, another control character or a bidirectional override, quoted and
-// escaped (as \`status\` and the log do): shown raw, a newline would look like a space, and an
-// override would show the name's end reversed.
+// A name or a reason (it may name a file) holding a newline, another control character or a
+// bidirectional override, quoted and escaped (as \`status\` and the log do): shown raw, a newline
+// would look like a space, and an override would show the name's end reversed; quoted, a line
+// break (\\n) is told from a backslash and an n typed in a name (\\\\n).
 const UNSAFE = new RegExp(${JSON.stringify(UNSAFE_IN_LINE.source)}, "g");
 function shown(name) {
   if (!name.match(UNSAFE)) return name;
@@ -115,13 +116,13 @@ function render(s) {
   const refused = s.reloadRefused;
   $("reload").hidden = !refused;
   $("reload").textContent = refused ? "The last reload (" + time(Date.parse(refused.at)) +
-    ") was refused; the daemon runs with the config it had: " + escaped(refused.reason) : "";
+    ") was refused; the daemon runs with the config it had: " + shown(refused.reason) : "";
   const rebuilt = s.ledgerRebuilt;
   $("rebuilt").hidden = !rebuilt;
   $("rebuilt").textContent = !rebuilt ? "" : "The ledger was " + (rebuilt.damagedCopy
-    ? "rebuilt " + time(rebuilt.at) + ": the old one was damaged (" + escaped(rebuilt.reason) +
-      "); it is kept as " + escaped(rebuilt.damagedCopy)
-    : "started anew " + time(rebuilt.at) + ": the old one was lost (" + escaped(rebuilt.reason) +
+    ? "rebuilt " + time(rebuilt.at) + ": the old one was damaged (" + shown(rebuilt.reason) +
+      "); it is kept as " + shown(rebuilt.damagedCopy)
+    : "started anew " + time(rebuilt.at) + ": the old one was lost (" + shown(rebuilt.reason) +
       ")") + ". Files found at their destination then are listed as arrived, not sent again.";
   $("jobs").replaceChildren(...s.jobs.map((j) => {
     const q = j.queue;
@@ -135,9 +136,9 @@ function render(s) {
           " · " + bytes(j.freeSpace.bytes) + " free") : ""),
       j.watch ? el("div", { class: "meta watch" }, "Watched with " + j.watch.summary) : "",
       j.watch && j.watch.unavailable ? el("div", { class: "err unavailable" },
-        "Watch folder cannot be read: " + j.watch.unavailable) : "",
+        "Watch folder cannot be read: " + shown(j.watch.unavailable)) : "",
       // A transfer window's pause is planned, not a fault: not in the colour of one.
-      j.reason ? el("div", { class: (paused ? "meta" : "err") + " reason" }, escaped(j.reason)) : "",
+      j.reason ? el("div", { class: (paused ? "meta" : "err") + " reason" }, shown(j.reason)) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
         " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a name with a line break over FTP, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
@@ -172,7 +173,7 @@ function render(s) {
     " rows (night folder and job) of the last 10 days are listed; /api/nights?limit=N lists the latest N" : "";
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
-    el("td", { class: "err" }, escaped(p.lastError || "")),
+    el("td", { class: "err" }, shown(p.lastError || "")),
     el("td", { class: "next" }, nextTry(p, s, time, ", or Retry now")),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
