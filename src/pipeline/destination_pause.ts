@@ -138,6 +138,11 @@ export class DestinationPause {
     return this.#state !== "running";
   }
 
+  /** The pause as last reported (`daemon.json`, what `status` says), `null` when running. */
+  get reported(): JobPause | null {
+    return this.#reported;
+  }
+
   /** Whether the job is paused because its destination is full. */
   get full(): boolean {
     return this.paused && this.#full;

@@ -248,6 +248,7 @@ export class JobRunner {
       target: this.#transport.describeTarget(""),
       ...this.#status.state(this.#pause.full),
       held: this.#pause.paused,
+      pause: this.#pause.reported,
       queue,
       oldestWaitingSince: this.#table.oldestFoundAt,
       inFlight: this.#table.inFlight(),

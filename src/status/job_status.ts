@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { WatchHow } from "../watch/fs_type.ts";
 import type { StatusEvents } from "./events.ts";
 import { type FreeSpace, FreeSpaceGauge } from "./free_space_gauge.ts";
@@ -71,6 +72,8 @@ export interface JobSnapshot {
    * time until one arrives), whatever the job's state says of the last failure.
    */
   held: boolean;
+  /** That pause as `status` tells it (`destination failing`, since when, why), else `null`. */
+  pause: JobPause | null;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
   /**
@@ -249,15 +252,8 @@ export class JobStatus {
    * `probe`: it is the destination pause's probe.
    */
   started(relPaths: string[], probe = false): void {
-    const at = Date.now();
-    this.#events?.emit({
-      type: "started",
-      job: this.job,
-      method: this.method,
-      relPaths,
-      probe,
-      at,
-    });
+    const { job, method } = this;
+    this.#events?.emit({ type: "started", job, method, relPaths, probe, at: Date.now() });
   }
 
   /** Files sent and failed during this run, each file counted by its last outcome. */

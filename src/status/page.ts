@@ -127,10 +127,15 @@ function render(s) {
   $("jobs").replaceChildren(...s.jobs.map((j) => {
     const q = j.queue;
     const paused = j.state === "paused";
+    // A job the destination holds (files wait, one is tried at a time) says so, as \`status\` does.
+    const pause = !paused && j.pause;
+    const said = pause ? "paused: " + pause.state : ({ unreachable: "destination unreachable",
+      full: "destination full", ledger_error: "ledger cannot be written" })[j.state] ?? j.state;
+    const reason = pause ? pause.reason : j.reason;
     return el("div", { class: "job", "data-job": j.job },
       el("div", {}, el("b", {}, j.job), " ",
-        el("span", { class: "state s-" + j.state }, ({ unreachable: "destination unreachable", full: "destination full", ledger_error: "ledger cannot be written" })[j.state] ?? j.state),
-        " ", el("span", { class: "meta" }, "since " + ago(j.since, now))),
+        el("span", { class: "state s-" + (pause && j.state === "watching" ? "failing" : j.state) }, said),
+        " ", el("span", { class: "meta since" }, "since " + ago(pause ? Date.parse(pause.since) : j.since, now))),
       el("div", { class: "meta" }, j.method + " \u2192 " + j.target,
         j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },
           " · " + bytes(j.freeSpace.bytes) + " free") : ""),
@@ -138,7 +143,9 @@ function render(s) {
       j.watch && j.watch.unavailable ? el("div", { class: "err unavailable" },
         "Watch folder cannot be read: " + shown(j.watch.unavailable)) : "",
       // A transfer window's pause is planned, not a fault: not in the colour of one.
-      j.reason ? el("div", { class: (paused ? "meta" : "err") + " reason" }, shown(j.reason)) : "",
+      reason ? el("div", { class: (paused ? "meta" : "err") + " reason" }, shown(reason)) : "",
+      j.pause ? el("div", { class: "meta held" }, "Files wait while the destination takes none: " +
+        "one is tried at a time, and sending resumes as soon as one arrives") : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
         " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a name with a line break over FTP, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +

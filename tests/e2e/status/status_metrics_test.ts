@@ -30,6 +30,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     sent: 0,
     failed: job === "cam1" ? 4 : 0,
     held: false,
+    pause: null,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     unreadable: job === "cam1" ? 1 : 0,
