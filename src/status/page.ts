@@ -27,6 +27,8 @@ td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-ali
 td.n,th.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em;white-space:pre-wrap}
 .err{color:var(--bad);overflow-wrap:anywhere;white-space:pre-wrap}.scroll{overflow-x:auto}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
 #conn.off{color:var(--bad)}.empty{color:var(--mute)}
+#conn.lost{flex-basis:100%;white-space:normal;color:#fff;background:var(--bad);font-weight:600;padding:4px 8px;margin:4px 0;border-radius:6px}
+.lost .job{filter:grayscale(1);opacity:.6}.s-unknown{background:var(--mute)}
 svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
 .bar{fill:var(--ok);opacity:.75}.rate{stroke:#0969da;stroke-width:2}
 .key-files{color:var(--ok)}.key-rate{color:#0969da}
@@ -108,10 +110,19 @@ function rows(tbody, list, make, empty) {
   tbody.replaceChildren(...(list.length ? list.map(make)
     : [el("tr", {}, el("td", { class: "empty", colspan: "9" }, empty))]));
 }
+// The connection to the daemon: the last status it sent, when (the browser's clock), how far the
+// daemon's clock is ahead, and since when it does not answer (0: it does).
+let last = null, lastAt = 0, skew = 0, lostAt = 0;
 function render(s) {
-  const now = s.now;
+  // While the daemon does not answer, times ago count on from its last word to the browser's now.
+  const lost = lostAt > 0, now = lost ? Date.now() + skew : s.now;
+  const unknown = lost ? "the daemon does not answer since " + time(lostAt) : "";
+  document.body.classList.toggle("lost", lost);
+  showConnection();
   $("version").textContent = "version " + s.version;
-  $("uptime").textContent = "up " + dur(s.uptimeSeconds);
+  // Up for how long is a claim of the daemon that answers: none while it does not.
+  $("uptime").hidden = lost;
+  $("uptime").textContent = lost ? "" : "up " + dur(s.uptimeSeconds);
   $("last").textContent = "last success " + ago(s.lastSuccessAt, now);
   const refused = s.reloadRefused;
   $("reload").hidden = !refused;
@@ -134,8 +145,11 @@ function render(s) {
     const reason = pause ? pause.reason : j.reason;
     return el("div", { class: "job", "data-job": j.job },
       el("div", {}, el("b", {}, j.job), " ",
-        el("span", { class: "state s-" + (pause && j.state === "watching" ? "failing" : j.state) }, said),
-        " ", el("span", { class: "meta since" }, "since " + ago(pause ? Date.parse(pause.since) : j.since, now))),
+        // Not answering, the daemon tells no state: only what it last told, in grey.
+        lost ? el("span", { class: "state s-unknown", title: "last told: " + said }, "unknown")
+          : el("span", { class: "state s-" + (pause && j.state === "watching" ? "failing" : j.state) }, said),
+        " ", el("span", { class: "meta since" }, lost ? unknown + "; it was " + said + " at " +
+          time(lastAt) : "since " + ago(pause ? Date.parse(pause.since) : j.since, now))),
       el("div", { class: "meta" }, j.method + " \u2192 " + j.target,
         j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },
           " · " + bytes(j.freeSpace.bytes) + " free") : ""),
@@ -162,16 +176,16 @@ function render(s) {
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, q.failed), " gave up"),
         el("span", {}, el("b", {}, j.sent), " sent this run"),
-        j.rateBytesPerSecond ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
+        j.rateBytesPerSecond && !lost ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
       el("div", {},
         el("button", { class: paused ? "resume" : "pause",
           onclick: () => act(j.job, paused ? "resume" : "pause") }, paused ? "Resume" : "Pause"),
         el("button", { class: "retry-all", onclick: () => act(j.job, "retry") }, "Retry failed")),
       j.inFlight.length ? el("div", { class: "meta" },
-        "Now: ",
+        lost ? "On their way at " + time(lastAt) + ": " : "Now: ",
         ...j.inFlight.slice(0, 5).map(
         (f) => el("div", { class: "name" }, shown(f.relPath) + " (" + bytes(f.bytes) + ", " +
-          Math.round((now - f.startedAt) / 1000) + " s)"))) : "");
+          Math.round((s.now - f.startedAt) / 1000) + " s)"))) : "");
   }));
   rows($("nights"), s.nights, (n) => el("tr", {}, el("td", {}, n.night), el("td", {}, n.job),
     el("td", { class: "n" }, n.done + " / " + n.files), el("td", { class: "n" }, bytes(n.bytes)),
@@ -181,7 +195,7 @@ function render(s) {
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
     el("td", { class: "err" }, shown(p.lastError || "")),
-    el("td", { class: "next" }, nextTry(p, s, time, ", or Retry now")),
+    el("td", { class: "next" }, lost ? "unknown: " + unknown : nextTry(p, s, time, ", or Retry now")),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   $("problemsmore").textContent = s.problemsMore ? "More files have an error than the latest " +
@@ -233,12 +247,45 @@ document.addEventListener("pointerdown", (e) => {
 document.addEventListener("pointerup", () => setTimeout(release, 0), true);
 document.addEventListener("pointercancel", release, true);
 window.addEventListener("blur", release);
+const show = (s) => { if (pressed) held = s; else render(s); };
+// A lost connection shows at once as reconnecting; one not back within GRACE_MS (the browser tries
+// again every 2 s), or a stream that brought nothing for SILENCE_MS (an update comes every 15 s at
+// least: a daemon that hangs, a network cut without a word), makes the page say the daemon does not
+// answer, grey its jobs out and count times on, until an update comes again (a restarted daemon).
+const GRACE_MS = 5000, SILENCE_MS = 40000;
+let es, grace, silence, ticking, failedAt = 0;
+function showConnection() {
+  const c = $("conn");
+  c.className = lostAt ? "lost" : failedAt ? "off" : "";
+  c.textContent = lostAt ? "The daemon does not answer since " + time(lostAt) + " (stopped?): " +
+    "what its jobs do now is unknown" + (last ? "; below is what it told at " + time(lastAt) : "")
+    : failedAt ? "reconnecting\u2026" : last ? "live" : "connecting\u2026";
+}
+function lose(at) {
+  if (lostAt) return;
+  lostAt = at;
+  ticking = setInterval(() => { if (last) show(last); }, 15000);
+  if (last) show(last); else showConnection();
+}
 function connect() {
-  const es = new EventSource("/api/events");
-  es.addEventListener("status", (e) => { $("conn").className = ""; $("conn").textContent = "live";
+  es = new EventSource("/api/events");
+  es.addEventListener("status", (e) => {
     const s = JSON.parse(e.data);
-    if (pressed) held = s; else render(s); });
-  es.onerror = () => { $("conn").className = "off"; $("conn").textContent = "reconnecting\u2026"; };
+    last = s; lastAt = Date.now(); skew = s.now - lastAt; failedAt = 0; lostAt = 0;
+    clearTimeout(grace); grace = undefined; clearInterval(ticking);
+    clearTimeout(silence); silence = setTimeout(() => lose(lastAt), SILENCE_MS);
+    showConnection();
+    show(s);
+  });
+  es.onerror = () => {
+    failedAt ||= Date.now();
+    const at = failedAt;
+    grace ??= setTimeout(() => lose(at), GRACE_MS);
+    showConnection();
+    // A stream the browser gives up on (an answer not a stream: a daemon stopping answers 503) is
+    // opened anew: a daemon started again is found.
+    if (es.readyState === EventSource.CLOSED) { es.close(); setTimeout(connect, 3000); }
+  };
 }
 connect();
 `;
