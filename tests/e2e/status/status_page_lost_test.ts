@@ -2,11 +2,14 @@
  * An open status page whose daemon stops answering (killed) says so plainly: the jobs no longer
  * show a live state (grey, `unknown`, since when the daemon does not answer), the uptime is no
  * longer claimed, and it shows the jobs live again once a daemon answers there again (started
- * anew). A real `local` daemon, killed and started again under an open page in Chromium.
+ * anew). A daemon that hangs (its connection left open, no word of it) is shown so once no update
+ * came for a while, and live again as it goes on. A real `local` daemon, killed and started again,
+ * or stopped (SIGSTOP) and continued, under an open page in Chromium.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
+import { LEAST_CEILING_MS } from "../../helpers/files.ts";
 import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
 
 /** Where the run leaves its screenshot of the page of a daemon that does not answer. */
@@ -54,4 +57,27 @@ Deno.test("status page: a daemon killed under the open page greys its jobs out a
   } finally {
     await again.stop();
   }
+});
+
+Deno.test("status page: a daemon that hangs (stopped, its connection left open) is shown unknown once no update came for a while, and live again when it goes on", async () => {
+  await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
+  await using browser = await chromiumPage({ viewport: { width: 1000, height: 700 } });
+  const page = browser.page;
+  await page.goto(d.base + "/");
+  await page.locator("#conn", { hasText: "live" }).waitFor();
+  const job = page.locator('.job[data-job="default"]');
+  await job.locator(".state.s-watching").waitFor();
+
+  d.daemon.process.kill("SIGSTOP");
+  try {
+    // No word of the connection: only the updates that stop coming (one every 15 s at least) tell.
+    await page.locator("body.lost").waitFor({ timeout: 3 * LEAST_CEILING_MS });
+    assert.equal(await job.locator(".state").innerText(), "unknown");
+    assert.equal(await page.locator(".s-watching").count(), 0, "no job shown as watching");
+  } finally {
+    d.daemon.process.kill("SIGCONT");
+  }
+  await job.locator(".state.s-watching").waitFor({ timeout: 3 * LEAST_CEILING_MS });
+  await page.locator("#conn", { hasText: "live" }).waitFor();
+  assert.equal(await page.locator("body.lost").count(), 0);
 });
