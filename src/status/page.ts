@@ -282,9 +282,9 @@ function connect() {
     const at = failedAt;
     grace ??= setTimeout(() => lose(at), GRACE_MS);
     showConnection();
-    // A stream the browser gives up on (an answer not a stream: a daemon stopping answers 503) is
-    // opened anew: a daemon started again is found.
-    if (es.readyState === EventSource.CLOSED) { es.close(); setTimeout(connect, 3000); }
+    // A stream the browser gives up on (an answer not a stream: a daemon stopping, or with too many
+    // pages open, answers 503 and Retry-After: 10) is opened anew then: a daemon started again is found.
+    if (es.readyState === EventSource.CLOSED) { es.close(); setTimeout(connect, 10000); }
   };
 }
 connect();
