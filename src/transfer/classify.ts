@@ -166,13 +166,11 @@ const RULES: Rule[] = [
     test:
       /Identity file (.+) not accessible: ([^\n]+?)\.?\n[\s\S]*Permission denied \(|Permission denied \([\s\S]*Identity file (.+) not accessible: ([^\n]+?)\.?$/m,
     kind: "fatal",
-    reason: (c, match) =>
+    reason: (c, [, file, why, fileAfter, whyAfter]) =>
       `authentication was refused for ${c.destination}: ${
         keyGiven("ssh_identity_file", c.fromTo)
-      } ` +
-      `${match[1] ?? match[3]} cannot be read (${
-        match[2] ?? match[4]
-      }); put the key back or fix the path`,
+      }` +
+      ` ${file ?? fileAfter} cannot be read (${why ?? whyAfter}); put the key back or fix the path`,
   },
   {
     test:
