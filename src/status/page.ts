@@ -116,7 +116,7 @@ let last = null, lastAt = 0, skew = 0, lostAt = 0;
 function render(s) {
   // While the daemon does not answer, times ago count on from its last word to the browser's now.
   const lost = lostAt > 0, now = lost ? Date.now() + skew : s.now;
-  const unknown = lost ? "the daemon does not answer since " + time(lostAt) : "";
+  const unknown = lost ? "the daemon has not answered since " + time(lostAt) : "";
   document.body.classList.toggle("lost", lost);
   showConnection();
   $("version").textContent = "version " + s.version;
@@ -257,7 +257,7 @@ let es, grace, silence, ticking, failedAt = 0;
 function showConnection() {
   const c = $("conn");
   c.className = lostAt ? "lost" : failedAt ? "off" : "";
-  c.textContent = lostAt ? "The daemon does not answer since " + time(lostAt) + " (stopped?): " +
+  c.textContent = lostAt ? "The daemon has not answered since " + time(lostAt) + " (stopped?): " +
     "what its jobs do now is unknown" + (last ? "; below is what it told at " + time(lastAt) : "")
     : failedAt ? "reconnecting\u2026" : last ? "live" : "connecting\u2026";
 }

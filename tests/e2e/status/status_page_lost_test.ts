@@ -35,11 +35,11 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     assert.equal(await page.locator(".s-watching").count(), 0, "no job shown as watching");
     assert.match(
       await job.locator(".since").innerText(),
-      /^the daemon does not answer since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; it was watching at /,
+      /^the daemon has not answered since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; it was watching at /,
     );
     assert.match(
       await page.locator("#conn.lost").innerText(),
-      /^The daemon does not answer since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*what its jobs do now is unknown/,
+      /^The daemon has not answered since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*what its jobs do now is unknown/,
     );
     assert.equal(await page.locator("#uptime").innerText(), "", "no uptime claimed");
     const filter = await page.evaluate(
