@@ -124,7 +124,10 @@ function watchKey(target: string, name: string): string {
 }
 
 /** What `key` records (see {@linkcode noteWatchFolder}): `null` if nothing, `{}` if unreadable. */
-function recordedWatch(ledger: Ledger, key: string): { watch?: unknown; since?: unknown } | null {
+function recordedWatch(
+  ledger: Ledger,
+  key: string,
+): { watch?: unknown; since?: unknown; before?: unknown } | null {
   const text = ledger.meta(key);
   if (text === null) return null;
   try {
@@ -147,8 +150,11 @@ function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
   if (recorded !== null && sameFolder(recorded.watch, job.watch_path)) return;
   // After every arrival recorded so far, also where the clock is behind them now.
   const since = recorded === null ? 0 : Math.max(Date.now(), lastArrival(ledger, job, target) + 1);
+  // The folder it sent from before, until the files left unsent there are dropped (see
+  // `formerWatchFolder`).
+  const before = typeof recorded?.watch === "string" ? { before: recorded.watch } : {};
   try {
-    ledger.setMeta(key, JSON.stringify({ watch: job.watch_path, since }));
+    ledger.setMeta(key, JSON.stringify({ watch: job.watch_path, since, ...before }));
   } catch (error) {
     if (!(error instanceof LedgerWriteError)) throw error;
   }
@@ -159,6 +165,42 @@ function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
       "copy (the same bytes are counted as arrived, others go beside it)",
     { job: job.name, watch: job.watch_path, before: recorded.watch },
   );
+}
+
+/** The watch folder a job's files were found in before its watch folder changed, and since when. */
+export interface FormerWatchFolder {
+  /** The folder it sent from before. */
+  folder: string;
+  /** Since when it sends from the one now: a row made before is of a file of {@linkcode folder}. */
+  since: number;
+}
+
+/**
+ * The watch folder the job of `rows` sent from before its watch folder last changed, where its
+ * unfinished files there may not have been dropped yet (`pipeline/ledger_takeover.ts`), else
+ * `null`. Read where not known, `null` too.
+ */
+export function formerWatchFolder(rows: FileRows): FormerWatchFolder | null {
+  try {
+    const recorded = recordedWatch(rows.ledger, watchKey(rows.target, rows.job));
+    const { before, since } = recorded ?? {};
+    return typeof before === "string" && typeof since === "number"
+      ? { folder: before, since }
+      : null;
+  } catch {
+    return null; // Unreadable: as before this was recorded.
+  }
+}
+
+/**
+ * The unfinished files of the former watch folder of the job of `rows` are dropped: it is no
+ * longer asked for (a file found in its folder now is never taken for one of them). Throws
+ * {@linkcode LedgerWriteError} where it cannot be written.
+ */
+export function formerWatchFolderLeft(rows: FileRows): void {
+  const key = watchKey(rows.target, rows.job);
+  const { watch, since } = recordedWatch(rows.ledger, key) ?? {};
+  rows.ledger.setMeta(key, JSON.stringify({ watch, since }));
 }
 
 /** Whether `recorded` names the folder `watch` (spelled alike or not: `/d/`, `/d//`, `/./d`). */

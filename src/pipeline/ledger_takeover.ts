@@ -8,6 +8,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { type FileRows, writeIfWritable } from "../ledger/file_rows.ts";
+import { formerWatchFolder, formerWatchFolderLeft } from "../ledger/job_names.ts";
 import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
@@ -146,22 +147,28 @@ export interface ResumeContext {
 /**
  * After {@linkcode takeOverLedger}: every unfinished row goes back into motion as it was (same
  * size and mtime: destination, attempts and retry time kept), to the checker (it changed), or out
- * of the ledger (gone, or no longer matching). A retry time further ahead than the longest retry
- * delay (the clock was stepped back since) is due now.
+ * of the ledger (gone, or no longer matching; or a file of the folder the job watched before its
+ * watch folder changed, which stays there unsent, each named). A retry time further ahead than the
+ * longest retry delay (the clock was stepped back since) is due now.
  * @returns the destinations of the rows taken out (their sources are gone)
  */
 export async function resumeUnfinished(context: ResumeContext): Promise<string[]> {
   const { job, rows } = context;
   const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
   const dropped: string[] = [];
-  const left = { gone: [] as string[], unmatched: [] as string[] };
+  const left = { gone: [] as string[], unmatched: [] as string[], former: [] as string[] };
+  // Rows made before the watch folder changed are of files of the folder it watched before.
+  const former = formerWatchFolder(rows);
+  let formerLeft = true;
   for (const row of rows.unfinished()) {
-    const path = absolutePath(job.watch_path, row.relPath);
+    const before = former !== null && row.createdAt < former.since;
+    const path = absolutePath(before ? former.folder : job.watch_path, row.relPath);
     const info = await Deno.stat(path).catch(() => null);
-    if (!info?.isFile || !context.filter.includesFile(row.relPath)) {
-      writeIfWritable(() => rows.remove(row.relPath, true));
+    if (before || !info?.isFile || !context.filter.includesFile(row.relPath)) {
+      const removed = writeIfWritable(() => rows.remove(row.relPath, true));
+      if (before) formerLeft &&= removed;
       dropped.push(row.destination);
-      left[info?.isFile ? "unmatched" : "gone"].push(path);
+      left[!info?.isFile ? "gone" : before ? "former" : "unmatched"].push(path);
     } else if (sameVersion(versionOf(info), row)) {
       context.resume({
         relPath: row.relPath,
@@ -174,7 +181,13 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
       context.observe(path);
     }
   }
-  sayDropped(job.name, left.gone, "not in the watch folder (gone, or the watch folder changed)");
+  if (former && formerLeft) writeIfWritable(() => formerWatchFolderLeft(rows));
+  // Named each: files the user did not leave out, which stay unsent.
+  const moved = { folder: former?.folder, watch: job.watch_path };
+  const where = "in {folder}, which job {job} no longer watches (its watch_path is {watch} " +
+    "now): left there, not sent";
+  sayDropped(job.name, left.former, where, moved, true);
+  sayDropped(job.name, left.gone, "not in the watch folder any more (gone)");
   sayDropped(
     job.name,
     left.unmatched,
@@ -184,18 +197,26 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
 }
 
 /**
- * Say that the unfinished files at `paths` are dropped, because they are `why`: one line each
- * for one file, else one line with their count (a reload's new patterns over a folder of
- * thousands), each file at debug level.
+ * Say that the unfinished files at `paths` are dropped, because they are `why` (a template of
+ * `fields`): one line each for one file, else one line with their count (a reload's new patterns
+ * over a folder of thousands), each file at debug level, or at info level too where `each`.
  */
-function sayDropped(job: string, paths: string[], why: string): void {
+function sayDropped(
+  job: string,
+  paths: string[],
+  why: string,
+  fields: Record<string, unknown> = {},
+  each = false,
+): void {
   const log = logger("pipeline");
-  if (paths.length === 1) log.info(`Dropped {path}: it is ${why}`, { job, path: paths[0] });
+  const one = `Dropped {path}: it is ${why}`;
+  if (paths.length === 1) log.info(one, { ...fields, job, path: paths[0] });
   if (paths.length <= 1) return;
   log.info(`Dropped {count} unsent file(s) of job {job}: they are ${why}, {path} among them`, {
+    ...fields,
     job,
     count: paths.length,
     path: paths[0],
   });
-  for (const path of paths) log.debug(`Dropped {path}: it is ${why}`, { job, path });
+  for (const path of paths) log[each ? "info" : "debug"](one, { ...fields, job, path });
 }

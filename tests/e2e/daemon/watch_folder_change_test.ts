@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> night folder 20240701
@@ -68,4 +69,45 @@ Deno.test("watch_path changed to a folder with files of the same names, made bef
   await box.rewrite(fields);
   assert.match(await runOnce(box.config, box.env, 0), /sends from \S+\/watch now/);
   assert.deepEqual(await contents(box.dest), after);
+});
+
+Deno.test("a reload that changes watch_path names each unsent file of the old folder where it is, and says it stays there unsent", async () => {
+  await using box = await cliSandbox();
+  const other = join(box.root, "w2");
+  await Deno.mkdir(other);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching ");
+    // min_free_space no disk has: the file found next waits, unsent, in the ledger.
+    await box.rewrite({ min_free_space: "900 TB" });
+    await reloadDaemon(daemon, 1);
+    await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(500));
+    await daemon.waitForOutput("is full");
+    // The new folder has a file of that name too: another file, sent once there is room.
+    const own = randomBytes(700);
+    await Deno.writeFile(join(other, "b.fits"), own);
+    await box.rewrite({ min_free_space: "900 TB", watch_path: other });
+    await reloadDaemon(daemon, 2);
+    await box.rewrite({ watch_path: other });
+    await reloadDaemon(daemon, 3);
+    await daemon.waitForOutput("b.fits -> ");
+    const night = (await Array.fromAsync(Deno.readDir(box.dest)))[0].name;
+    assert.deepEqual(await Deno.readFile(join(box.dest, night, "b.fits")), own);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  assert.doesNotMatch(log, /Dropped \S+\/w2\/b\.fits/, log);
+  assert.match(
+    log,
+    new RegExp(
+      `Dropped ${join(box.watch, "b.fits")}: it is in ${box.watch}, which job default no ` +
+        `longer watches \\(its watch_path is ${other} now\\): left there, not sent`,
+    ),
+  );
+  // Said once: the old folder's file is not taken for the new one's at the next reload.
+  assert.equal(log.match(/Dropped /g)?.length, 1, log);
+  assert.equal(log.match(/Successfully transferred/g)?.length, 1, log);
+  // The file is where it was, untouched.
+  assert.equal((await Deno.stat(join(box.watch, "b.fits"))).size, 500);
 });
