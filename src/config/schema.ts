@@ -42,7 +42,7 @@ export const scheduleEntry = z.strictObject({
         JSON.stringify(issue.input)
       }; use five fields (minute hour day month weekday), e.g. "0 8 * * *", or six with seconds first`,
   }).optional(),
-  every_seconds: z.number().positive().max(31_536_000).optional(),
+  every_seconds: z.number().min(1).max(31_536_000).optional(),
   timezone: z.string().refine((zone) => zone === "" || isValidTimeZone(zone), {
     error: (issue) =>
       `unknown time zone ${
@@ -329,7 +329,7 @@ export const jobShape = {
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),
-    'Timed actions (`rescan`, `command`, `report`, `pause` / `resume`) at `cron` times or every `every_seconds`. Each entry has `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, unless not one of their files is there: a destination folder gone or not mounted; then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
+    'Timed actions (`rescan`, `command`, `report`, `pause` / `resume`) at `cron` times or every `every_seconds`. Each entry has `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds` (at least 1), an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, unless not one of their files is there: a destination folder gone or not mounted; then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
   ),
 };
 

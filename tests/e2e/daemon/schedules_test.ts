@@ -117,7 +117,7 @@ Deno.test("schedules: a scheduled command's result line names its schedule, as t
   const logs = await captureLogs();
   try {
     const slow = join(dir, "slow.sh");
-    await Deno.writeTextFile(slow, "#!/bin/sh\necho oops >&2\nsleep 0.5\nexit 7\n", {
+    await Deno.writeTextFile(slow, "#!/bin/sh\necho oops >&2\nsleep 2.5\nexit 7\n", {
       mode: 0o755,
     });
     const quick = join(dir, "quick.sh");
@@ -125,8 +125,8 @@ Deno.test("schedules: a scheduled command's result line names its schedule, as t
     const schedules = schedulesWithoutLedger(job({
       schedules: [
         { every_seconds: 3600, action: "rescan" },
-        { every_seconds: 0.2, action: "command", command: [slow] },
-        { every_seconds: 0.2, action: "command", command: [quick] },
+        { every_seconds: 1, action: "command", command: [slow] },
+        { every_seconds: 1, action: "command", command: [quick] },
       ],
     }));
     const said = (pattern: RegExp) =>
@@ -171,9 +171,9 @@ Deno.test("schedules: a command that fails or cannot run is counted, one a stop 
     await Deno.writeTextFile(long, `#!/bin/sh\ntouch '${started}'\nsleep 600\n`, { mode: 0o755 });
     const scheduled = job({
       schedules: [
-        { every_seconds: 0.2, action: "command", command: [failing] },
-        { every_seconds: 0.2, action: "command", command: [gone] },
-        { every_seconds: 0.2, action: "command", command: [long] },
+        { every_seconds: 1, action: "command", command: [failing] },
+        { every_seconds: 1, action: "command", command: [gone] },
+        { every_seconds: 1, action: "command", command: [long] },
       ],
     });
     await Deno.remove(gone);
@@ -446,7 +446,7 @@ Deno.test("schedules (daemon): every_seconds longer than 24.8 days (a monthly re
     status_listen: "",
     schedules: [
       { every_seconds: 2_592_000, action: "report" },
-      { every_seconds: 0.5, action: "rescan" },
+      { every_seconds: 1, action: "rescan" },
     ],
   });
   const daemon = startCli(["run", "-c", config], { env: { HOME: home } });

@@ -26,7 +26,7 @@ Deno.test("metrics: a job removed by a reload and brought back goes on counting 
       watch_path: join(cam, "watch"),
       remote_base_path: join(cam, "dest"),
       on_transfer: ["false"],
-      schedules: [{ every_seconds: 0.5, action: "command", command: ["false"] }],
+      schedules: [{ every_seconds: 1, action: "command", command: ["false"] }],
     };
     await using d = await startStatusDaemon({
       rescan_interval_seconds: 0,

@@ -345,7 +345,7 @@ Deno.test("status API: a reload that keeps a job keeps its pause from the page a
 
 Deno.test("status API: a scheduled resume does not end a pause from the page, and says so", async () => {
   await using d = await startStatusDaemon({
-    schedules: [{ every_seconds: 0.5, action: "resume" }],
+    schedules: [{ every_seconds: 1, action: "resume" }],
   });
   assert.equal((await post(d.base, "/api/jobs/default/pause")).status, 200);
   await d.daemon.waitForOutput(
