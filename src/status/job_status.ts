@@ -1,8 +1,7 @@
 /**
- * The read-only picture of one job for the status surface: its state with
- * since when, what is being sent, and the events it tells
- * (`status/events.ts`). The job runner feeds it; nothing here changes what
- * the pipeline does. The destination's free space is `status/free_space_gauge.ts`'s.
+ * The read-only picture of one job for the status surface: its state with since when, what is
+ * being sent, and the events it tells (`status/events.ts`). The job runner feeds it; nothing here
+ * changes what the pipeline does. The destination's free space is `status/free_space_gauge.ts`'s.
  *
  * @module
  */
@@ -162,7 +161,7 @@ export class JobStatus {
   #state: JobState = "watching";
   #since = Date.now();
   /** The replaced runner's state and since when, until this one enters it (a full destination
-   * is first seen failing files: its pause is new) or a file arrives. */
+   * is first seen failing files: its pause is new), a file arrives or a pause begins or ends. */
   #before: { state: JobState; since: number } | null = null;
   /** Whether the full pause held the job when last asked. */
   #lastFull = false;
@@ -198,6 +197,7 @@ export class JobStatus {
   }
 
   set userPaused(paused: boolean) {
+    if (paused !== this.#userPaused) this.#before = null; // Begins or ends: since now.
     this.#userPaused = paused;
     this.state(this.#lastFull);
     this.changed();
@@ -210,6 +210,7 @@ export class JobStatus {
 
   /** `true`, or the words of when the window's pause ends (`until its resume at ...`); `false`. */
   set windowPaused(paused: boolean | string) {
+    if ((paused !== false) !== this.#windowPaused) this.#before = null; // As the page's.
     this.#windowPaused = paused !== false;
     this.#windowEnd = typeof paused === "string" ? paused : "";
     this.state(this.#lastFull);
@@ -262,14 +263,12 @@ export class JobStatus {
   }
 
   /**
-   * Go on from the picture of the runner this one replaces (a reload keeps the
-   * job): this run's counts, the arrivals of the rate, the last success, a
-   * pause from the page, which only a resume from the page ends, a window's
-   * pause (the new schedules' window may end it), and since when the job is
-   * in its state (while it stays in it): the failures it is judged by go on
-   * too, so a job whose destination could not be reached (or every file of
-   * which failed) stays so, since the outage began, until an outcome of the
-   * next runner says otherwise.
+   * Go on from the picture of the runner this one replaces (a reload keeps the job): this run's
+   * counts, the arrivals of the rate, the last success, a pause from the page, which only a resume
+   * from the page ends, a window's pause (the new schedules' window may end it), and since when the
+   * job is in its state (while it stays in it, until a pause begins or ends): the failures it is
+   * judged by go on too, so a job whose destination could not be reached (or every file of which
+   * failed) stays so, since the outage began, until an outcome of the next runner says otherwise.
    */
   continueFrom(previous: JobStatus): void {
     this.#sentCount = previous.#sentCount;
@@ -283,8 +282,10 @@ export class JobStatus {
     this.#state = previous.#state;
     this.#since = previous.#since;
     this.#before = { state: previous.#state, since: previous.#since };
-    if (previous.#userPaused) this.userPaused = true;
-    if (previous.#windowPaused) this.windowPaused = previous.#windowEnd || true;
+    // Its pauses go on, not begun now.
+    [this.#userPaused, this.#windowPaused] = [previous.#userPaused, previous.#windowPaused];
+    this.#windowEnd = previous.#windowEnd;
+    if (this.paused) this.changed();
   }
 
   /** Said to take files again (its pause ended): not unreachable, though no file arrived. */

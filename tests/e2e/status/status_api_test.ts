@@ -433,3 +433,31 @@ Deno.test("status API and /metrics: a job's last arrival outlasts a restart", as
     await again.stop();
   }
 });
+
+Deno.test("status API: after a reload, Pause then Resume on the page make the job watching since the resume, as a window's resume does", async () => {
+  await using d = await startStatusDaemon();
+  const job = async () => (await getJson<Status>(d.base, "/api/status")).jobs[0];
+  const first = await job();
+  assert.equal(first.state, "watching");
+  // A reload that changes the job: the new one goes on watching since the first start.
+  await Deno.writeTextFile(d.config, "max_concurrent_transfers: 2\n", { append: true });
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput("Reload: job default: max_concurrent_transfers");
+  await waitFor(() => d.daemon.stderr().split("Watching ").length === 3, 30_000, "rebuilt");
+  assert.equal((await job()).since, first.since, "watching since the start, over the reload");
+  // Until the wall clock reads a later millisecond than the first `since`.
+  await waitFor(() => Date.now() > first.since, 10_000, "a later millisecond");
+  assert.equal((await post(d.base, "/api/jobs/default/pause")).status, 200);
+  const paused = await job();
+  assert.equal(paused.state, "paused");
+  assert.ok(paused.since > first.since, "paused since the pause");
+  await waitFor(() => Date.now() > paused.since, 10_000, "a later millisecond");
+  const resumedAfter = Date.now();
+  assert.equal((await post(d.base, "/api/jobs/default/resume")).status, 200);
+  const resumed = await job();
+  assert.equal(resumed.state, "watching");
+  assert.ok(
+    resumed.since >= resumedAfter,
+    `watching since the resume (${resumedAfter}), not since the start (${resumed.since})`,
+  );
+});
