@@ -235,7 +235,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         if (changes.length === 0) log.info("Reload: nothing changed in the config", {});
         for (const change of changes) log.info("Reload: {change}", { change });
         if (untouched.length > 0) {
-          log.info("Reload: job(s) {jobs} go on untouched (their settings are the same)", {
+          log.info("Reload: job(s) {jobs} go on untouched (the settings they use are the same)", {
             jobs: untouched.join(", "),
           });
         }

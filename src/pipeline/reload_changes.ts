@@ -11,6 +11,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
 import { logger, quoteIfUnsafe } from "../log/logging.ts";
 import { filePatternsSaid, optionOfKey } from "../config/key_lines.ts";
+import { ignoredByMethod, METHOD_KEYS } from "../config/method_keys.ts";
 import {
   type FilterOptions,
   sharedSkipLog,
@@ -81,9 +82,39 @@ function changedKeys(before: object, after: object, skip?: Set<string>): string[
   return changes;
 }
 
-/** Whether a job's settings are all the same in `before` and `after` (it goes on untouched). */
+/**
+ * The keys of transfer methods neither `before`'s nor `after`'s sends by (`ssh_port` of a `local`
+ * job), with the words of which methods use each: the job ignores them (`config/method_keys.ts`).
+ */
+function unusedKeys(before: JobConfig, after: JobConfig): Map<string, string> {
+  const unused = new Map<string, string>();
+  for (const key of METHOD_KEYS.keys()) {
+    const [from, to] = [before, after].map((job) =>
+      ignoredByMethod(key, true, job.transfer_method)
+    );
+    if (from !== null && to !== null) unused.set(key, to);
+  }
+  return unused;
+}
+
+/**
+ * Whether a job's settings are all the same in `before` and `after` (it goes on untouched), but
+ * for keys its transfer method ignores (neither of them uses them).
+ */
 export function sameJobSettings(before: JobConfig, after: JobConfig): boolean {
-  return changedKeys(before, after).length === 0;
+  return changedKeys(before, after, new Set(unusedKeys(before, after).keys())).length === 0;
+}
+
+/**
+ * The changes of a job from `before` to `after` (see {@linkcode changedKeys}), a key its method
+ * ignores said so (`ssh_port null -> 22 (ignored: only scp and rsync use it)`).
+ */
+function jobChanges(before: JobConfig, after: JobConfig, skip?: Set<string>): string[] {
+  const unused = unusedKeys(before, after);
+  return changedKeys(before, after, skip).map((change) => {
+    const why = unused.get(/^[^ .[]+/.exec(change)![0]);
+    return why === undefined ? change : `${change} (ignored: ${why})`;
+  });
 }
 
 /** Where a job sends, in a few words. */
@@ -131,7 +162,7 @@ export function reloadChanges(current: Config, next: Config): string[] {
     const old = former.get(job);
     if (!old) changes.push(`job ${job.name} added (${route(job)})`);
     else if (old.name !== job.name) {
-      const keys = changedKeys(old, job, new Set(["name"]));
+      const keys = jobChanges(old, job, new Set(["name"]));
       changes.push(
         `job ${old.name} renamed to ${job.name} (${route(job)}): what it sent stays its own` +
           (keys.length > 0 ? `; ${keys.join(", ")}` : ""),
@@ -149,7 +180,7 @@ export function reloadChanges(current: Config, next: Config): string[] {
   for (const job of next.jobs) {
     const old = former.get(job);
     if (!old || old.name !== job.name) continue;
-    const keys = changedKeys(old, job);
+    const keys = jobChanges(old, job);
     if (
       old.remote_base_path !== job.remote_base_path &&
       destinationIdentity(old) === destinationIdentity(job)

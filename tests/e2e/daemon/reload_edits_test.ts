@@ -124,3 +124,43 @@ Deno.test("a reload whose file_patterns leave out a folder's files says it once 
   assert.doesNotMatch(log, /Dropped .*frame\d+\.fits: it is/);
   assert.equal(log.match(/Successfully transferred/g)?.length, sent + 1, log);
 });
+
+Deno.test("a reload that adds only keys the jobs' method ignores (ssh_port to local jobs) says so, and the jobs go on untouched", async () => {
+  await using box = await cliSandbox();
+  const watch2 = join(box.root, "watch2");
+  await Deno.mkdir(watch2);
+  const jobs = [
+    { name: "cam" },
+    { name: "second", watch_path: watch2, remote_base_path: join(box.root, "dest2") },
+  ];
+  await box.rewrite({ jobs });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(`Watching ${watch2} for job second`);
+    await daemon.waitForOutput(`Watching ${box.watch} for job cam`);
+    // A default of every job, and a job's own key.
+    await box.rewrite({
+      ssh_port: 22,
+      jobs: [jobs[0], { ...jobs[1], remote_host: "archive" }],
+    });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload: job(s) cam, second go on untouched");
+    await daemon.waitForOutput(/ssh_port at the top level is ignored/);
+    // A file comes after the reload: the job that went on sends it.
+    const bytes = randomBytes(1200);
+    await Deno.writeFile(join(box.watch, "after.fits"), bytes);
+    await waitFor(() => daemon.stderr().includes("after.fits -> "), 30_000, "after.fits sent");
+    const night = (await Array.fromAsync(Deno.readDir(box.dest)))[0].name;
+    assert.deepEqual(await Deno.readFile(join(box.dest, night, "after.fits")), bytes);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  assert.match(log, /Reload: job cam: ssh_port null -> 22 \(ignored: only scp and rsync use it\)/);
+  assert.match(
+    log,
+    /Reload: job second: remote_host "" -> "archive" \(ignored: only scp, rsync and ftp use it\), ssh_port null -> 22 \(ignored: only scp and rsync use it\)/,
+  );
+  // Not stopped and started again.
+  assert.equal(log.split("Watching ").length - 1, 2, log);
+});
