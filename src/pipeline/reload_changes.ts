@@ -49,24 +49,72 @@ function isEntry(value: unknown): value is Record<string, unknown> {
 
 /**
  * Where `from` and `to` differ, below the key path `at`: `at old -> new`; a list of entries
- * (objects) or an entry, per entry and key (`schedules[1].cron "0 8 * * *" -> "0 9 * * *"`,
- * `schedules[2] added {...}`, `schedules[2] removed {...}`), so a change to one entry is not
- * shown as the whole list.
+ * (objects) or an entry, per entry and key (see {@linkcode changedEntries}), so a change to one
+ * entry is not shown as the whole list.
  */
 function changedValues(at: string, from: unknown, to: unknown, changes: string[]): void {
   if (JSON.stringify(from) === JSON.stringify(to)) return;
   if (Array.isArray(from) && Array.isArray(to) && [...from, ...to].some(isEntry)) {
-    for (let index = 0; index < Math.max(from.length, to.length); index++) {
-      const item = `${at}[${index}]`;
-      if (index >= from.length) changes.push(`${item} added ${shownEntry(to[index])}`);
-      else if (index >= to.length) changes.push(`${item} removed ${shownEntry(from[index])}`);
-      else changedValues(item, from[index], to[index], changes);
-    }
+    changedEntries(at, from, to, changes);
   } else if (isEntry(from) && isEntry(to)) {
     for (const key of [...new Set([...Object.keys(from), ...Object.keys(to)])].sort()) {
       changedValues(`${at}.${key}`, from[key], to[key], changes);
     }
   } else changes.push(`${at} ${shown(from)} -> ${shown(to)}`);
+}
+
+/**
+ * Where the lists of entries `from` and `to` differ, entries matched wherever they are: one the
+ * same in both is no change where it is now (its place moved by others added or removed); of the
+ * others, one of `to` is taken for the one of `from` with the most keys alike (`action`, `cron`,
+ * ...), said per key (`schedules[1].cron "0 18 * * *" -> "30 18 * * *"`, with where it was if it
+ * moved), the rest `schedules[2] removed {...}` (where it was) and `schedules[2] added {...}`
+ * (where it is); entries the same in both but in another order, `schedules reordered`.
+ */
+function changedEntries(at: string, from: unknown[], to: unknown[], changes: string[]): void {
+  const text = (value: unknown) => JSON.stringify(value);
+  const left = new Set(from.keys()), added = new Set(to.keys());
+  const same: number[] = []; // The place in `from` of each entry the same in `to`, in `to`'s order.
+  for (const index of to.keys()) {
+    const kept = left.has(index) && text(from[index]) === text(to[index])
+      ? index
+      : [...left].find((old) => text(from[old]) === text(to[index]));
+    if (kept === undefined) continue;
+    left.delete(kept);
+    added.delete(index);
+    same.push(kept);
+  }
+  const edited = new Map<number, number>(); // A place in `to` -> the one in `from`.
+  for (const index of added) {
+    const scored = [...left].map((old) => ({ old, score: alike(from[old], to[index]) }))
+      .filter(({ score }) => score > 0).sort((a, b) => b.score - a.score);
+    if (scored.length === 0) continue;
+    edited.set(index, scored[0].old);
+    left.delete(scored[0].old);
+  }
+  for (const old of left) changes.push(`${at}[${old}] removed ${shownEntry(from[old])}`);
+  for (const index of to.keys()) {
+    const old = edited.get(index);
+    if (old !== undefined) {
+      const was = old === index ? "" : ` (the entry was ${at}[${old}])`;
+      const said: string[] = [];
+      changedValues(`${at}[${index}]`, from[old], to[index], said);
+      changes.push(...said.map((change) => change + was));
+    } else if (added.has(index)) changes.push(`${at}[${index}] added ${shownEntry(to[index])}`);
+  }
+  if (same.some((old, i) => i > 0 && old < same[i - 1])) {
+    changes.push(`${at} reordered (no entry changed; they are numbered as listed now)`);
+  }
+}
+
+/** How many keys given (not empty) `a` and `b` (entries) hold alike; 0 if either is not one. */
+function alike(a: unknown, b: unknown): number {
+  if (!isEntry(a) || !isEntry(b)) return 0;
+  const given = (v: unknown) =>
+    v !== "" && v !== undefined && !(Array.isArray(v) && v.length === 0);
+  return Object.keys(a).filter((key) =>
+    given(a[key]) && JSON.stringify(a[key]) === JSON.stringify(b[key])
+  ).length;
 }
 
 /** The keys whose values differ between `before` and `after`, as `key: old -> new`. */

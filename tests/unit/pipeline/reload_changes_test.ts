@@ -144,3 +144,37 @@ Deno.test("reload changes: two jobs that swapped names are said as renamed, each
     "job south renamed to north (/data/b -> /archive/b (local)): what it sent stays its own",
   ]);
 });
+
+const FOUR = [
+  "schedules:",
+  '  - { cron: "0 8 * * *", action: pause }',
+  '  - { cron: "0 18 * * *", action: resume }',
+  "  - { every_seconds: 600, action: rescan }",
+  '  - { cron: "0 9 * * *", action: report }',
+].join("\n");
+
+Deno.test("reload changes: schedules entries are matched wherever they are in the list, not by position", () => {
+  const entries = FOUR.split("\n");
+  // Two entries swapped: no entry changed, only their order (each is numbered anew).
+  const swapped = [entries[0], entries[2], entries[1], entries[3], entries[4]].join("\n");
+  assertEquals(reloadChanges(configOf(FOUR), configOf(swapped)), [
+    "job cam1: schedules reordered (no entry changed; they are numbered as listed now)",
+  ]);
+  // The first two removed: those two, not the others as edited.
+  const lastTwo = [entries[0], entries[3], entries[4]].join("\n");
+  assertEquals(reloadChanges(configOf(FOUR), configOf(lastTwo)), [
+    'job cam1: schedules[0] removed {"cron":"0 8 * * *","action":"pause"}, ' +
+    'schedules[1] removed {"cron":"0 18 * * *","action":"resume"}',
+  ]);
+  // One added at the front: that one, not every entry after it.
+  const front = [entries[0], "  - { every_seconds: 60, action: report }", ...entries.slice(1)];
+  assertEquals(reloadChanges(configOf(FOUR), configOf(front.join("\n"))), [
+    'job cam1: schedules[0] added {"every_seconds":60,"action":"report"}',
+  ]);
+  // The first removed and the last edited: the edit is said of the entry, where it is now.
+  const edited = [entries[0], entries[2], entries[3], entries[4].replace("0 9", "0 10")];
+  assertEquals(reloadChanges(configOf(FOUR), configOf(edited.join("\n"))), [
+    'job cam1: schedules[0] removed {"cron":"0 8 * * *","action":"pause"}, ' +
+    'schedules[2].cron "0 9 * * *" -> "0 10 * * *" (the entry was schedules[3])',
+  ]);
+});
