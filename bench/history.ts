@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { FileRows } from "../src/ledger/file_rows.ts";
+import { senderId } from "../src/ledger/state_files.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { freePort } from "../tests/helpers/net.ts";
 import { DaemonProcess } from "./daemon_process.ts";
@@ -47,6 +48,7 @@ export async function runHistory(
     const start = performance.now();
     const ledger = Ledger.open(stateDir);
     try {
+      senderId(stateDir, { writable: true, ledger }); // As the runs that sent them left it.
       const table = FileRows.of(ledger, job);
       const perNight = Math.ceil(files / nights);
       const first = Date.now() - nights * DAY_MS;

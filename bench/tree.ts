@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { FileRows } from "../src/ledger/file_rows.ts";
+import { senderId } from "../src/ledger/state_files.ts";
 import type { JobConfig } from "../src/config/types.ts";
 import { randomBytes } from "./setup.ts";
 
@@ -46,6 +47,7 @@ export function markTreeDone(stateDir: string, rows: TreeFile[], job: JobConfig)
   const start = performance.now();
   const ledger = Ledger.open(stateDir);
   try {
+    senderId(stateDir, { writable: true, ledger }); // As the earlier run that sent them left it.
     FileRows.of(ledger, job).markDone(rows.map((row) => ({
       relPath: row.rel,
       size: row.size,
