@@ -18,7 +18,7 @@ import {
   withBindfs,
 } from "../../helpers/bindfs.ts";
 import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { listArrived, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
@@ -66,7 +66,8 @@ async function arrivalsLogged(
   daemon: { stderr(): string; stdout(): string },
   dest: string,
 ): Promise<void> {
-  const names = (await listFiles(dest)).map((rel) => basename(rel));
+  // Under final names: a copy put in place by a hard link is beside its temporary name a moment.
+  const names = (await listArrived(dest)).map((rel) => basename(rel));
   const output = () => daemon.stderr() + daemon.stdout();
   await waitFor(
     () => names.every((name) => transfers(output(), name) > 0),
