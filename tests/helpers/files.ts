@@ -45,6 +45,23 @@ export function existsSync(path: string): boolean {
   }
 }
 
+/**
+ * Write `bytes` as `name` in `outside` with `mtime` (the night a camera's clock says), then move
+ * it whole into `watch`; the bytes, for comparing with the copy.
+ */
+export async function dropDated(
+  outside: string,
+  watch: string,
+  name: string,
+  bytes: Uint8Array,
+  mtime: Date,
+): Promise<Uint8Array> {
+  await Deno.writeFile(join(outside, name), bytes);
+  await Deno.utime(join(outside, name), mtime, mtime);
+  await Deno.rename(join(outside, name), join(watch, name));
+  return bytes;
+}
+
 /** Every file below `root`, as sorted `/`-separated relative paths (hidden ones included). */
 export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];

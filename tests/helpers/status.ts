@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { runCli, type RunningCli, startCli } from "./cli.ts";
-import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
+import { LEAST_CEILING_MS, waitFor, writeConfig } from "./files.ts";
 import { type BrowserContextOptions, chromium, type Page } from "playwright-core";
 import { freePort } from "./net.ts";
 import type { JobPause } from "../../src/ledger/daemon_lock.ts";
@@ -81,6 +81,21 @@ export async function pausedJob(
   return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
 }
 
+/** Wait until `status --json` says job `default` is paused in `state`; that pause. */
+export async function waitPaused(
+  config: string,
+  env: Record<string, string>,
+  state: JobPause["state"] = "destination failing",
+): Promise<JobPause> {
+  let pause: JobPause | undefined;
+  await waitFor(
+    async () => (pause = await pausedJob(config, env))?.state === state,
+    LEAST_CEILING_MS,
+    `status to say the job is paused (${state})`,
+  );
+  return pause!;
+}
+
 /** GET `path` as JSON. */
 export async function getJson<T = Record<string, unknown>>(base: string, path: string): Promise<T> {
   const response = await fetch(base + path);
@@ -124,6 +139,22 @@ export async function chromiumPage(options: BrowserContextOptions = {}): Promise
     };
   } catch (error) {
     await browser.close();
+    throw error;
+  }
+}
+
+/** {@linkcode chromiumPage} opened on the status page at `base`, once it shows itself live. */
+export async function liveStatusPage(
+  base: string,
+  options: BrowserContextOptions = {},
+): Promise<ChromiumPage> {
+  const browser = await chromiumPage(options);
+  try {
+    await browser.page.goto(base + "/");
+    await browser.page.locator("#conn", { hasText: "live" }).waitFor();
+    return browser;
+  } catch (error) {
+    await browser[Symbol.asyncDispose]();
     throw error;
   }
 }

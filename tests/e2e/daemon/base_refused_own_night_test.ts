@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
 import { startCli } from "../../helpers/cli.ts";
 import {
+  dropDated,
   existsSync,
   LEAST_CEILING_MS,
   listArrived,
@@ -20,7 +21,8 @@ import {
 } from "../../helpers/files.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { REMOTE_METHODS, remoteSandbox } from "../../helpers/remote_daemon.ts";
-import { pausedJob } from "../../helpers/status.ts";
+import { pausedJob, waitPaused } from "../../helpers/status.ts";
+import { countingHook } from "../../helpers/sandbox.ts";
 
 /** Tonight, as far as these files say (their mtime); the old file's night is long gone. */
 const TONIGHT = new Date("2026-01-10T20:00:00Z");
@@ -46,13 +48,8 @@ for (const method of REMOTE_METHODS) {
     await Deno.mkdir(outside);
     const sent = new Map<string, Uint8Array>();
     /** Write `name` with `mtime` beside the watch folder, then move it in whole. */
-    const drop = async (name: string, mtime: Date) => {
-      const bytes = randomBytes(2000 + sent.size);
-      await Deno.writeFile(join(outside, name), bytes);
-      await Deno.utime(join(outside, name), mtime, mtime);
-      await Deno.rename(join(outside, name), join(box.watch, name));
-      return bytes;
-    };
+    const drop = (name: string, mtime: Date) =>
+      dropDated(outside, box.watch, name, randomBytes(2000 + sent.size), mtime);
     const arrived = async (count: number, what: string) =>
       await waitFor(
         async () => (await listArrived(box.remote)).length === count,
@@ -98,13 +95,7 @@ for (const method of REMOTE_METHODS) {
 for (const method of REMOTE_METHODS) {
   Deno.test(`${method}: a file arrives, then its night folder goes from a destination folder the login may not write into: the job pauses, no later file gives up nor runs on_failure; once writable, each arrives once`, async () => {
     const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
-    const hookLog = join(hooks, "failures.log");
-    const hook = join(hooks, "on-failure.sh");
-    await Deno.writeTextFile(
-      hook,
-      `#!/bin/sh\necho "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
-    );
-    await Deno.chmod(hook, 0o755);
+    const { hook, hookLog } = await countingHook(hooks);
     const box = await remoteSandbox(method, {
       stability_window_seconds: 0.3,
       night_date_source: "mtime",
@@ -120,13 +111,8 @@ for (const method of REMOTE_METHODS) {
     const night = nightFolder(TONIGHT, 12, "UTC");
     const outside = join(box.root, "outside");
     await Deno.mkdir(outside);
-    const drop = async (name: string) => {
-      const bytes = randomBytes(2000 + name.length * 7);
-      await Deno.writeFile(join(outside, name), bytes);
-      await Deno.utime(join(outside, name), TONIGHT, TONIGHT);
-      await Deno.rename(join(outside, name), join(box.watch, name));
-      return bytes;
-    };
+    const drop = (name: string) =>
+      dropDated(outside, box.watch, name, randomBytes(2000 + name.length * 7), TONIGHT);
     const daemon = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await daemon.waitForOutput("Watching");
@@ -138,11 +124,7 @@ for (const method of REMOTE_METHODS) {
       await Deno.chmod(box.remote, 0o555);
       const sent = new Map<string, Uint8Array>();
       for (const name of ["g1.fits", "g2.fits", "g3.fits"]) sent.set(name, await drop(name));
-      await waitFor(
-        async () => (await pausedJob(box.config, box.env))?.state === "destination failing",
-        LEAST_CEILING_MS,
-        "status to say the job is paused",
-      );
+      await waitPaused(box.config, box.env);
       await daemon.waitForOutput(/still takes no file/);
       assert.equal((await pausedJob(box.config, box.env))?.state, "destination failing");
       assert.doesNotMatch(daemon.stderr(), /Failed to transfer|gave up|this file's folder/);

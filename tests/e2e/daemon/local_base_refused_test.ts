@@ -10,9 +10,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
-import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
 import { startCli } from "../../helpers/cli.ts";
 import {
+  dropDated,
   existsSync,
   LEAST_CEILING_MS,
   listArrived,
@@ -22,9 +22,9 @@ import {
 } from "../../helpers/files.ts";
 import { setImmutable } from "../../helpers/immutable.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
-import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { cliSandbox, countingHook, type Sandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
-import { pausedJob } from "../../helpers/status.ts";
+import { pausedJob, waitPaused } from "../../helpers/status.ts";
 
 const TONIGHT = new Date("2026-01-10T20:00:00Z");
 const OLD_NIGHT = new Date("2024-03-15T20:00:00Z");
@@ -54,12 +54,8 @@ async function withImmutableBase(
 }
 
 /** Write `name` with `mtime` beside the watch folder, then move it in whole; its bytes. */
-async function drop(root: string, watch: string, name: string, mtime: Date, size: number) {
-  const bytes = randomBytes(size);
-  await Deno.writeFile(join(root, "outside", name), bytes);
-  await Deno.utime(join(root, "outside", name), mtime, mtime);
-  await Deno.rename(join(root, "outside", name), join(watch, name));
-  return bytes;
+function drop(root: string, watch: string, name: string, mtime: Date, size: number) {
+  return dropDated(join(root, "outside"), watch, name, randomBytes(size), mtime);
 }
 
 Deno.test("local: a destination folder that cannot be written pauses the job; once writable, the waiting files go at the next probe", async () => {
@@ -71,13 +67,8 @@ Deno.test("local: a destination folder that cannot be written pauses the job; on
       for (const name of ["a.fits", "b.fits", "c.fits"]) {
         sent.set(name, await drop(root, watch, name, TONIGHT, 3000 + sent.size));
       }
-      let pause: JobPause | undefined;
-      await waitFor(
-        async () => (pause = await pausedJob(config, env))?.state === "destination failing",
-        LEAST_CEILING_MS,
-        "status to say the job is paused",
-      );
-      assert.match(pause!.reason, /may not write into the destination folder/);
+      const pause = await waitPaused(config, env);
+      assert.match(pause.reason, /may not write into the destination folder/);
       const log = daemon.stderr();
       assert.equal(log.split("takes no file:").length - 1, 1, log);
       assert.doesNotMatch(log, /Failed to transfer/);
@@ -140,13 +131,7 @@ Deno.test("local: a file arrives, then its night folder goes and the destination
   await using box = await cliSandbox();
   const { root, watch, dest, config, env } = box;
   const port = freePort();
-  const hookLog = join(root, "failures.log");
-  const hook = join(root, "on-failure.sh");
-  await Deno.writeTextFile(
-    hook,
-    `#!/bin/sh\necho "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
-  );
-  await Deno.chmod(hook, 0o755);
+  const { hook, hookLog } = await countingHook(root);
   await box.rewrite({
     night_date_source: "mtime",
     night_rollover_hour: 12,
@@ -176,13 +161,8 @@ Deno.test("local: a file arrives, then its night folder goes and the destination
     for (const name of ["g1.fits", "g2.fits", "g3.fits"]) {
       sent.set(name, await drop(root, watch, name, TONIGHT, 3000 + sent.size));
     }
-    let pause: JobPause | undefined;
-    await waitFor(
-      async () => (pause = await pausedJob(config, env))?.state === "destination failing",
-      LEAST_CEILING_MS,
-      "status to say the job is paused",
-    );
-    assert.match(pause!.reason, /may not write into the destination folder/);
+    const pause = await waitPaused(config, env);
+    assert.match(pause.reason, /may not write into the destination folder/);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^image_transfer_job_paused\{job="default"[^}]*\} 1$/m, metrics);
     const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LEAST_CEILING_MS, waitFor } from "../../helpers/files.ts";
-import { chromiumPage, getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { getJson, liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 interface Status {
   jobs: Array<{ queue: { failed: number } }>;
@@ -20,10 +20,8 @@ Deno.test("status page: more failed files than it lists says so and how to list 
   const night = new Date("2024-03-15T22:00:00Z");
   await Deno.mkdir(d.dest);
   await Deno.writeTextFile(join(d.dest, "20240315"), "in the way");
-  await using browser = await chromiumPage({ viewport: { width: 1000, height: 900 } });
+  await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 900 } });
   const page = browser.page;
-  await page.goto(d.base + "/");
-  await page.locator("#conn", { hasText: "live" }).waitFor();
   const note = page.locator("#problemsmore");
 
   // Exactly as many as the page lists: no note.

@@ -7,17 +7,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randomBytes } from "../../helpers/files.ts";
-import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
+import { liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status page: names with runs of spaces are shown with every space, in Recent transfers and Failures (name and reason)", async () => {
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0, retry_attempts: 0 });
   const sent = "m31  L  0001.fits";
   await Deno.mkdir(join(d.watch, "flats"));
   const failing = join("flats", "  flat   V.fits");
-  await using browser = await chromiumPage();
+  await using browser = await liveStatusPage(d.base);
   const page = browser.page;
-  await page.goto(d.base + "/");
-  await page.locator("#conn", { hasText: "live" }).waitFor();
 
   const night = new Date("2024-05-02T12:00:00Z");
   await Deno.writeFile(join(d.watch, sent), randomBytes(2000));

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
-import { chromiumPage, getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { getJson, liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 interface Status {
   nights: Array<{ night: string }>;
@@ -16,10 +16,8 @@ interface Status {
 
 Deno.test("status page: more night folders than it lists says so and where to see more", async () => {
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
-  await using browser = await chromiumPage({ viewport: { width: 1000, height: 900 } });
+  await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 900 } });
   const page = browser.page;
-  await page.goto(d.base + "/");
-  await page.locator("#conn", { hasText: "live" }).waitFor();
   const note = page.locator("#nightsmore");
   // One file in each of the nights 1..`to` of March 2024.
   const write = async (from: number, to: number) => {

@@ -10,7 +10,7 @@ import { runCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
-import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
+import { liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 /** Where the run leaves its screenshot of the paused job's card. */
 const SCREENSHOT = new URL("../../output/status-page-held.png", import.meta.url);
@@ -23,10 +23,8 @@ Deno.test("status page: a job paused because its destination folder cannot be wr
   const env = { HOME: join(d.root, "home") };
   await Deno.mkdir(d.dest);
   await whileImmutable(d.dest, async () => {
-    await using browser = await chromiumPage({ viewport: { width: 1000, height: 700 } });
+    await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 700 } });
     const page = browser.page;
-    await page.goto(d.base + "/");
-    await page.locator("#conn", { hasText: "live" }).waitFor();
     await Deno.writeFile(join(d.watch, "a.fits"), randomBytes(3000));
 
     let said = "";

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS } from "../../helpers/files.ts";
-import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
+import { liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 /** Where the run leaves its screenshot of the page of a daemon that does not answer. */
 const SCREENSHOT = new URL("../../output/status-page-lost.png", import.meta.url);
@@ -19,10 +19,8 @@ const SCREENSHOT = new URL("../../output/status-page-lost.png", import.meta.url)
 for (const signal of ["SIGTERM", "SIGKILL"] as const) {
   Deno.test(`status page: a daemon ended by ${signal} under the open page greys its jobs out as unknown, and a daemon started again shows them live`, async () => {
     await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
-    await using browser = await chromiumPage({ viewport: { width: 1000, height: 700 } });
+    await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 700 } });
     const page = browser.page;
-    await page.goto(d.base + "/");
-    await page.locator("#conn", { hasText: "live" }).waitFor();
     const job = page.locator('.job[data-job="default"]');
     await job.locator(".state.s-watching", { hasText: "watching" }).waitFor();
     assert.match(await page.locator("#uptime").innerText(), /^up \d+ min$/);
@@ -64,10 +62,8 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 
 Deno.test("status page: a daemon that hangs (stopped, its connection left open) is shown unknown once no update came for a while, and live again when it goes on", async () => {
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
-  await using browser = await chromiumPage({ viewport: { width: 1000, height: 700 } });
+  await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 700 } });
   const page = browser.page;
-  await page.goto(d.base + "/");
-  await page.locator("#conn", { hasText: "live" }).waitFor();
   const job = page.locator('.job[data-job="default"]');
   await job.locator(".state.s-watching").waitFor();
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
-import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
+import { liveStatusPage, startStatusDaemon } from "../../helpers/status.ts";
 
 /** Where the run leaves its screenshot of the Failures table. */
 const SCREENSHOT = new URL("../../output/status-page-reasons.png", import.meta.url);
@@ -18,10 +18,8 @@ Deno.test("status page and status: a reason naming a file with a line break is q
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0, retry_attempts: 0 });
   const env = { HOME: join(d.root, "home") };
   const broken = "-f\nx.fits", typed = "-f\\nx.fits";
-  await using browser = await chromiumPage({ viewport: { width: 1000, height: 800 } });
+  await using browser = await liveStatusPage(d.base, { viewport: { width: 1000, height: 800 } });
   const page = browser.page;
-  await page.goto(d.base + "/");
-  await page.locator("#conn", { hasText: "live" }).waitFor();
   // Their night folder's place is taken by a file: each fails on its own.
   await Deno.mkdir(d.dest, { recursive: true });
   await Deno.writeTextFile(join(d.dest, "20240315"), "in the way");
