@@ -91,6 +91,26 @@ export function classifyEntry(path: string, job: EntryJob, hint?: EntryHint): En
   return { ok: false, code: "special", reason: specialKind(info), level: "info" };
 }
 
+/**
+ * Whether an entry that is not a folder is at `path` (what the name rules for files speak of): a
+ * symbolic link to a folder is not one, a scan says it as a link (`scan.ts`), and so does a
+ * watcher's event for it, through the scan of it the event starts. Nothing is opened.
+ */
+export function isFileThere(path: string): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return false;
+  }
+  if (!info.isSymlink) return !info.isDirectory;
+  try {
+    return !Deno.statSync(path).isDirectory;
+  } catch {
+    return true; // A broken link.
+  }
+}
+
 /** `FIFO`, `socket`, `block device`, `character device` (or `not a regular file`). */
 export function specialKind(info: Deno.FileInfo): string {
   if (info.isFifo) return "FIFO";

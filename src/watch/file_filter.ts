@@ -24,6 +24,7 @@ import {
   classifyEntry,
   type EntryHint,
   type EntryVerdict,
+  isFileThere,
   lineBreakSkip,
   type SymlinkPolicy,
 } from "./entry_check.ts";
@@ -220,15 +221,6 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
 
 /** Skip codes of the name rules. */
 const NAME_RULES = new Set(["empty", "temp", "hidden", "unmatched", "excluded", "ftp-name"]);
-
-/** Whether an entry that is not a folder is at `path`. */
-function isFileThere(path: string): boolean {
-  try {
-    return !Deno.lstatSync(path).isDirectory;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Match a relative path against `patterns`: those without `/` against its base
