@@ -1,8 +1,8 @@
 /**
  * `install-service`: run the daemon as a service (systemd, launchd or Task Scheduler).
  *
- * The command line a service starts: the compiled binary itself, or, when
- * running from source, `deno run` with the project's permission set.
+ * The command line a service starts, and which paths of a file made for another OS are this
+ * machine's: `service/launch.ts`.
  *
  * Show a service plan without carrying it out (`--print`): the checks, each
  * file with its full contents, each folder and command, in the order they
@@ -13,7 +13,6 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { initCommandFor, loadConfig } from "../config/load.ts";
@@ -50,8 +49,7 @@ import {
   planSystemdUninstall,
   systemdUnitPath,
 } from "../service/systemd.ts";
-import { posix, win32 } from "node:path";
-import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
+import { daemonArgv, REPO_ROOT, thisMachinePaths } from "../service/launch.ts";
 import { displayArgv } from "../service/escape.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
 import {
@@ -60,9 +58,6 @@ import {
   s4uShareWarnings,
   taskXmlPath,
 } from "../service/task_scheduler.ts";
-
-/** The source checkout, used when running from source (`deno run`). */
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 /**
  * Add the options `install-service` and `uninstall-service` share (`--user`
@@ -167,6 +162,11 @@ export async function runInstallService(
         "(written by image-transfer-service --install)",
     );
   }
+  // For another OS (--os): which paths in the file are this machine's, to be changed there.
+  const exec = Deno.execPath();
+  for (const line of thisMachinePaths(target, Deno.build.os, exec, REPO_ROOT, launch.configPath)) {
+    console.error(line);
+  }
   if (options.print) {
     // The plan, then what an install would tell (after the file, so its block stays whole).
     for (const line of formatPlan(plan)) console.log(line);
@@ -267,46 +267,6 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
-}
-
-/**
- * Build the argv that starts the daemon with `configPath`.
- *
- * A compiled binary runs as `<exe> run -c <config>`. From source (the
- * executable is deno), it is `<deno> run -q -P=image-transfer --config
- * <repo>/deno.json <repo>/main.ts run -c <config>`, the same permission set
- * as `deno task image-transfer` (which lets hooks run: the config check
- * guards them, not a flag).
- *
- * @param os the OS the service runs on (picks the path style)
- * @param execPath absolute path of the running executable
- * @param repoRoot the source checkout (used only when running from source)
- * @param configPath absolute config file
- * @returns program and arguments
- */
-export function daemonArgv(
-  os: ServiceOs,
-  execPath: string,
-  repoRoot: string,
-  configPath: string,
-): string[] {
-  const path = os === "windows" ? win32 : posix;
-  const exec = path.normalize(execPath);
-  const config = path.normalize(configPath);
-  if (!isDenoRuntime(execPath)) return [exec, "run", "-c", config];
-  return [
-    exec,
-    "run",
-    "-q",
-    "-P=image-transfer",
-    ...RUNTIME_FLAGS,
-    "--config",
-    path.join(repoRoot, "deno.json"),
-    path.join(repoRoot, "main.ts"),
-    "run",
-    "-c",
-    config,
-  ];
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   s4uShareWarnings,
   taskXmlPath,
 } from "../../../src/service/task_scheduler.ts";
-import { daemonArgv } from "../../../src/cli/install_service.ts";
+import { daemonArgv } from "../../../src/service/launch.ts";
 import { windowsQuoteArg } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
 import type { Config } from "../../../src/config/types.ts";

@@ -13,7 +13,7 @@ import {
   sshOptionFiles,
   systemdUnitPath,
 } from "../../../src/service/systemd.ts";
-import { daemonArgv } from "../../../src/cli/install_service.ts";
+import { daemonArgv } from "../../../src/service/launch.ts";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../../../src/version.ts";
 import { fillTemplate, SYSTEMD_UNIT_TEMPLATE } from "../../../src/service/template.ts";
 import { fileURLToPath } from "node:url";
