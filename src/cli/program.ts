@@ -115,12 +115,21 @@ function defaultCommandHelp(program: Command, run: Command): string {
 }
 
 /**
- * The value of `-c`, refused when empty: `-c "$CONFIG"` with the variable unset would otherwise
- * run with the default config, as if no `-c` had been typed.
+ * The value of `-c`, refused when empty (`-c "$CONFIG"` with the variable unset would otherwise
+ * run with the default config, as if no `-c` had been typed), and when `-c` was given already
+ * (commander would keep the last one, and a service or a daemon would run with a config the
+ * other `-c` did not name).
  *
- * @throws {UsageError} when `value` is empty or blank
+ * @param previous the value of an earlier `-c`, if any
+ * @throws {UsageError} when `value` is empty or blank, or `-c` is given twice
  */
-function nonEmptyConfig(value: string): string {
+function nonEmptyConfig(value: string, previous: string | undefined): string {
+  if (previous !== undefined) {
+    throw new UsageError(
+      `-c/--config is given twice (${pastedWord(previous)}, then ${pastedWord(value)}): a ` +
+        "command reads one config file; give -c once",
+    );
+  }
   if (value.trim() !== "") return value;
   throw new UsageError(
     "-c/--config is empty: give it the config file, or leave -c out for the default " +

@@ -1,6 +1,8 @@
 /**
- * `install-service` through the real CLI: a service file printed for another OS (`--os … --print`)
- * comes with the paths in it that are this machine's, to be changed on the machine it is copied to.
+ * `install-service` through the real CLI: `-c/--config` given twice is refused (commander kept the
+ * last one, and the service would have read a config the other `-c` did not name), and a service
+ * file printed for another OS (`--os … --print`) comes with the paths in it that are this
+ * machine's, to be changed on the machine it is copied to.
  */
 import assert from "node:assert/strict";
 import { join, posix, win32 } from "node:path";
@@ -44,6 +46,28 @@ async function withHome(
     await Deno.remove(root, { recursive: true });
   }
 }
+
+Deno.test("install-service: -c/--config given twice is refused (exit 2), naming both, and nothing is written", () =>
+  withHome(async ({ config, other, root, env }) => {
+    const tail = ["--user", "--root", root, "--os", "linux"];
+    const ways = [
+      ["-c", config, "install-service", "-c", other, ...tail],
+      ["install-service", "--config", config, "-c", other, ...tail],
+      ["-c", config, "--config", other, "install-service", ...tail],
+      ["install-service", `--config=${config}`, `--config=${other}`, ...tail],
+    ];
+    for (const args of ways) {
+      const out = await runCli(args, { env });
+      assert.equal(out.code, 2, `${args.join(" ")}:\n${out.stdout}${out.stderr}`);
+      assert.match(out.stderr, /-c\/--config is given twice/);
+      assert.ok(out.stderr.includes("other config.yaml"), out.stderr);
+      assert.ok(out.stderr.includes("my configs $(x)/config.yaml"), out.stderr);
+      assert.deepEqual([...Deno.readDirSync(root)], [], "nothing written");
+    }
+    // Once is fine.
+    const once = await runCli(["-c", config, "install-service", ...tail], { env });
+    assert.equal(once.code, 0, once.stderr);
+  }));
 
 /** The OS's name in the warning, and how its files write a path. */
 const OSES = {
