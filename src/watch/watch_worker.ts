@@ -36,7 +36,6 @@
  */
 /// <reference lib="deno.worker" />
 import { hasUndecodableBytes } from "./entry_check.ts";
-import { watchOutsideLinks } from "./outside_links.ts";
 import { walkEntries } from "./scan.ts";
 
 import { dirname } from "node:path";
@@ -89,16 +88,9 @@ self.onmessage = async (message: MessageEvent<WatchRequest>) => {
     path,
     (found) => self.postMessage({ undecodable: found }),
   );
-  const push = (event: WatchEvent) => {
-    batch.push(event);
-    timer ??= setTimeout(flush, BATCH_MS);
-  };
-  let outsideLinks: ReturnType<typeof watchOutsideLinks> = null;
   try {
     const paths = heartbeat === undefined ? path : [path, dirname(heartbeat)];
     const watcher = Deno.watchFs(paths, { recursive: true });
-    // Links leading out of the watch folder, which that watch is not told of.
-    outsideLinks = watchOutsideLinks(path, push);
     self.postMessage({ ready: true });
     guard?.start();
     const events = watcher[Symbol.asyncIterator]();
@@ -120,12 +112,12 @@ self.onmessage = async (message: MessageEvent<WatchRequest>) => {
         guard.echo();
         continue;
       }
-      push({ kind: event.kind, paths: event.paths, flag: event.flag });
+      batch.push({ kind: event.kind, paths: event.paths, flag: event.flag });
+      timer ??= setTimeout(flush, BATCH_MS);
     }
   } catch (error) {
     self.postMessage({ error: error instanceof Error ? error.message : String(error) });
   } finally {
-    outsideLinks?.close();
     guard?.stop();
     undecodable.stop();
   }
