@@ -66,8 +66,8 @@ export async function planDestination(
     onAhead?.(
       folder,
       `The ${what} of ${file.path} (${instant.toISOString()}) is ${days} day(s) ahead of this ` +
-        `machine's clock; it goes to night folder ${folder}. Check the clock of the instrument ` +
-        `or of this machine`,
+        `machine's clock, so the night rule gives it night folder ${folder}. Check the clock of ` +
+        `the instrument or of this machine`,
     );
   }
   return [folder, ...segments].join("/");

@@ -256,7 +256,7 @@ Deno.test("a night named by a date more than a day ahead of the clock is said, w
     assert.equal(ahead[0][0], "20250601");
     assert.match(
       ahead[0][1],
-      /^The DATE-OBS of .*future\.fits \(2025-06-01T03:00:00\.000Z\) is \d+ day\(s\) ahead of this machine's clock; it goes to night folder 20250601/,
+      /^The DATE-OBS of .*future\.fits \(2025-06-01T03:00:00\.000Z\) is \d+ day\(s\) ahead of this machine's clock, so the night rule gives it night folder 20250601\. Check the clock/,
     );
     // Within a day of the clock (a night in progress), and in the past: nothing to say.
     const tonight = await writeImage(dir, "tonight.fits", [
