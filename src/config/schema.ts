@@ -138,7 +138,7 @@ export const jobShape = {
   ),
   exclude_patterns: doc(
     globPatterns.default([]),
-    "Glob patterns of files or folders never sent, even if they match `file_patterns`. A pattern ending in `/` names folders only (`calib/`: every folder named calib, with all below it).",
+    'Glob patterns of files or folders never sent, even if they match `file_patterns`. A pattern ending in `/` names folders only (`calib/`: every folder named calib, with all below it). A writer\'s temporary names that still match (`~a.fits`, `a.tmp.fits`) go too unless left out here: `["~*", "*.tmp.*"]`.',
   ),
   case_sensitive_patterns: doc(
     z.boolean().default(false),
