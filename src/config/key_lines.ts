@@ -3,7 +3,7 @@
  * to (the YAML document's own positions; a key merged in with `<<: *shared`
  * is found where the anchored mapping holds it). And "did you mean ...?" for
  * a mistyped word (a config key, a command): the closest known word by edit
- * distance (`fastest-levenshtein`), if it is close enough to be a likely typo.
+ * distance, if it is close enough to be a likely typo.
  *
  * @module
  */
@@ -17,7 +17,6 @@ import {
   parseDocument,
   type YAMLMap,
 } from "yaml";
-import { distance } from "fastest-levenshtein";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
 import { DEFAULT_FILE_PATTERNS } from "./schema.ts";
 
@@ -169,17 +168,41 @@ function normal(word: string): string {
 }
 
 /**
+ * The edits that turn `a` into `b`: a letter added, removed or changed, or two
+ * neighbouring letters swapped (`jbos` is one edit from `jobs`, as a hand that
+ * types too fast makes it; the optimal string alignment distance).
+ */
+export function editDistance(a: string, b: string): number {
+  // rows[i][j]: the edits between the first i letters of a and the first j of b.
+  const rows = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const change = a[i - 1] === b[j - 1] ? 0 : 1;
+      rows[i][j] = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + change);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        rows[i][j] = Math.min(rows[i][j], rows[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return rows[a.length][b.length];
+}
+
+/**
  * The word in `known` closest to `word`, if at most a quarter of `word`'s
- * letters (at least 2) are changed and `word` is not changed altogether;
- * the first of equally close words wins.
+ * letters (at least 1) are changed: one slip in a short word (`job`, `jbos`,
+ * `int`), a few in a long one, never a different short word (`oops` is two
+ * edits from `jobs`, not a typo of it); the first of equally close words wins.
  */
 export function closestWord(word: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of known) {
-    const edits = distance(normal(word), normal(candidate));
+    const edits = editDistance(normal(word), normal(candidate));
     if (edits < bestDistance) [best, bestDistance] = [candidate, edits];
   }
-  const limit = Math.max(2, Math.floor(word.length / 4));
+  const limit = Math.max(1, Math.floor(word.length / 4));
   return bestDistance <= limit && bestDistance < word.length ? best : undefined;
 }

@@ -366,6 +366,18 @@ Deno.test("unknown keys get a suggestion only when one is close", () => {
   const far = configError(`${MINIMAL}colour: blue\n`).message;
   assert.match(far, /:4: unknown key "colour"/);
   assert.doesNotMatch(far, /did you mean/);
+  // Two letters of a four-letter word changed is another word, not a typo of "jobs";
+  // one slip in it is.
+  const oops = configError(`${MINIMAL}oops: 1\n`).message;
+  assert.match(oops, /:4: unknown key "oops"; see the key list in the README$/);
+  assert.match(
+    configError(`${MINIMAL}jbos: 1\n`).message,
+    /:4: unknown key "jbos"; did you mean "jobs"\?$/,
+  );
+  assert.match(
+    configError(`${MINIMAL}watch_pth: /x\n`).message,
+    /:4: unknown key "watch_pth"; did you mean "watch_path"\?$/,
+  );
   // A mapping of shared settings under a name of its own: the x- prefix is what it misses.
   assert.match(
     configError(`common: &c\n  retry_attempts: 2\n${MINIMAL}`).message,

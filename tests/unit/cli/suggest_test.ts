@@ -1,10 +1,9 @@
 /**
  * "Did you mean": the closest config key or command by edit distance
- * (fastest-levenshtein), only when it is a likely typo.
+ * (a swap of neighbouring letters is one edit), only when it is a likely typo.
  */
 import assert from "node:assert/strict";
-import { distance } from "fastest-levenshtein";
-import { closestWord } from "../../../src/config/key_lines.ts";
+import { closestWord, editDistance } from "../../../src/config/key_lines.ts";
 import { JOB_KEYS, TOP_LEVEL_KEYS } from "../../../src/config/schema.ts";
 
 const COMMANDS = [
@@ -17,10 +16,14 @@ const COMMANDS = [
   "uninstall-service",
 ];
 
-Deno.test("the edit distance comes from fastest-levenshtein: a swap is two edits", () => {
-  assert.equal(distance("status", "statsu"), 2);
-  assert.equal(distance("retry_attempt", "retry_attempts"), 1);
-  assert.equal(distance("", "abc"), 3);
+Deno.test("the edit distance counts a swap of neighbouring letters as one edit", () => {
+  assert.equal(editDistance("status", "statsu"), 1);
+  assert.equal(editDistance("jobs", "jbos"), 1);
+  assert.equal(editDistance("retry_attempt", "retry_attempts"), 1);
+  assert.equal(editDistance("jobs", "oops"), 2);
+  assert.equal(editDistance("kitten", "sitting"), 3);
+  assert.equal(editDistance("", "abc"), 3);
+  assert.equal(editDistance("abc", "abc"), 0);
 });
 
 Deno.test("a mistyped config key gets the key it is closest to", () => {
@@ -42,6 +45,15 @@ Deno.test("a mistyped command gets the command it is closest to", () => {
   assert.equal(closestWord("instal-service", COMMANDS), "install-service");
   assert.equal(closestWord("docter", COMMANDS), "doctor");
   assert.equal(closestWord("int", COMMANDS), "init");
+});
+
+Deno.test("a short word gets a suggestion for one slip, not for two", () => {
+  assert.equal(closestWord("jbos", TOP_LEVEL_KEYS), "jobs");
+  assert.equal(closestWord("job", TOP_LEVEL_KEYS), "jobs");
+  assert.equal(closestWord("watch_pth", JOB_KEYS), "watch_path");
+  // Two letters of four changed: another word, not a typo of "jobs".
+  assert.equal(closestWord("oops", TOP_LEVEL_KEYS), undefined);
+  assert.equal(closestWord("oops", [...TOP_LEVEL_KEYS, ...JOB_KEYS]), undefined);
 });
 
 Deno.test("no suggestion when nothing is close, or the word would change altogether", () => {
