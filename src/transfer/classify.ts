@@ -123,8 +123,8 @@ const LOCAL_READ =
 /**
  * Why a source file of this machine could not be read (`match`: of {@linkcode LOCAL_READ}): its
  * file system does not answer (a share), it vanished, or it may not be read. Said as
- * {@linkcode sourceUnreadable} says it where the daemon reads a source itself: the watch folder's
- * problem (the pipeline asks whether it can be read now), never the destination's.
+ * `sourceUnreadable` (`source.ts`) says it where the daemon reads a source itself: the watch
+ * folder's problem (the pipeline asks whether it can be read now), never the destination's.
  */
 function localReadReason(match: RegExpMatchArray): string {
   const path = match[1] ?? match[3], words = (match[2] ?? match[4]).trim();
@@ -138,7 +138,7 @@ function localReadReason(match: RegExpMatchArray): string {
   return `cannot read the source file ${path} (${words}); fix its permissions`;
 }
 
-/** The system's words for a file system that does not answer (see {@linkcode shareGone}). */
+/** The system's words for a file system that does not answer (see `shareGone` in `source.ts`). */
 const SHARE_GONE_WORDS =
   /Transport endpoint is not connected|Input\/output error|Stale (?:NFS )?file handle|Host is down|Connection timed out|Software caused connection abort/i;
 
@@ -372,46 +372,6 @@ export function classifyFailure(
   if (guarded !== null) return new TransferError(`Cannot ${action}: ${guarded}`, "fatal");
   const message = error instanceof Error ? error.message : String(error);
   return new TransferError(`Cannot ${action}: ${message}`, "retry", { cause: error });
-}
-
-/**
- * The error for a local source that cannot be read: fatal for that file when
- * access is denied, retryable when it vanished (it may come back) or its file
- * system does not answer (a share unmounted, its server gone: it may come back
- * too, and its permissions are not what is wrong).
- */
-export function sourceUnreadable(source: string, error: unknown): TransferError {
-  if (error instanceof Deno.errors.NotFound) {
-    return new TransferError(`Cannot send ${source}: source vanished before transfer`, "retry", {
-      cause: error,
-    });
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  if (shareGone(error, message)) {
-    return new TransferError(
-      `Cannot send ${source}: its file system does not answer (${message}); a share unmounted ` +
-        "or its server gone? It is tried again",
-      "retry",
-      { cause: error },
-    );
-  }
-  return new TransferError(
-    `Cannot send ${source}: cannot read the source file (${message}); fix its permissions`,
-    "fatal",
-    { cause: error },
-  );
-}
-
-/** Errors of a file system that does not answer: EIO, ENOTCONN, ESTALE, ETIMEDOUT, EHOSTDOWN. */
-const SHARE_GONE_CODES = new Set(["EIO", "ENOTCONN", "ESTALE", "ETIMEDOUT", "EHOSTDOWN"]);
-const SHARE_GONE_OS_ERRORS = /\(os error (5|107|116|110|112)\)/;
-
-/** Whether `error` (saying `message`) comes from a file system that does not answer. */
-function shareGone(error: unknown, message: string): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return (typeof code === "string" && SHARE_GONE_CODES.has(code)) ||
-    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.TimedOut ||
-    SHARE_GONE_OS_ERRORS.test(message);
 }
 
 /**

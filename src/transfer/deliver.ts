@@ -9,8 +9,13 @@
  * @module
  */
 import { TransferError } from "../errors.ts";
-import { sourceUnreadable } from "./classify.ts";
-import { closeSource, inspectSource, openSource, type SourceInfo } from "./source.ts";
+import {
+  closeSource,
+  inspectSource,
+  openSource,
+  type SourceInfo,
+  sourceUnreadable,
+} from "./source.ts";
 import type { TransferItem, TransferOutcome } from "./transport.ts";
 
 /** One file of a batch on its way. Methods extend it with what their steps need. */

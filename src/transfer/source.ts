@@ -10,6 +10,8 @@
  *
  * Streaming SHA-256 of a source file (never holds the file in memory).
  *
+ * The error for a source that cannot be read, and whether it may come back.
+ *
  * @module
  */
 import {
@@ -27,7 +29,6 @@ import {
 } from "node:fs";
 import { promisify } from "node:util";
 import { TransferError } from "../errors.ts";
-import { sourceUnreadable } from "./classify.ts";
 import type { TransferItem } from "./transport.ts";
 import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
@@ -308,4 +309,44 @@ export async function sha256OfDescriptor(fd: number, readAt?: ReadAt): Promise<s
     giveChunk(buffer);
   }
   return hash.digest("hex");
+}
+
+/**
+ * The error for a local source that cannot be read: fatal for that file when
+ * access is denied, retryable when it vanished (it may come back) or its file
+ * system does not answer (a share unmounted, its server gone: it may come back
+ * too, and its permissions are not what is wrong).
+ */
+export function sourceUnreadable(source: string, error: unknown): TransferError {
+  if (error instanceof Deno.errors.NotFound) {
+    return new TransferError(`Cannot send ${source}: source vanished before transfer`, "retry", {
+      cause: error,
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (shareGone(error, message)) {
+    return new TransferError(
+      `Cannot send ${source}: its file system does not answer (${message}); a share unmounted ` +
+        "or its server gone? It is tried again",
+      "retry",
+      { cause: error },
+    );
+  }
+  return new TransferError(
+    `Cannot send ${source}: cannot read the source file (${message}); fix its permissions`,
+    "fatal",
+    { cause: error },
+  );
+}
+
+/** Errors of a file system that does not answer: EIO, ENOTCONN, ESTALE, ETIMEDOUT, EHOSTDOWN. */
+const SHARE_GONE_CODES = new Set(["EIO", "ENOTCONN", "ESTALE", "ETIMEDOUT", "EHOSTDOWN"]);
+const SHARE_GONE_OS_ERRORS = /\(os error (5|107|116|110|112)\)/;
+
+/** Whether `error` (saying `message`) comes from a file system that does not answer. */
+function shareGone(error: unknown, message: string): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (typeof code === "string" && SHARE_GONE_CODES.has(code)) ||
+    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.TimedOut ||
+    SHARE_GONE_OS_ERRORS.test(message);
 }
