@@ -26,7 +26,8 @@ import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
 import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
 import { closedOnStop, createTransport, type Transport } from "../transfer/transport.ts";
 import { sameFile } from "../transfer/keep_others.ts";
-import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { readablePath, readableText } from "../watch/readable_names.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { sameVersion, versionOf } from "../watch/file_version.ts";
 

@@ -34,7 +34,8 @@ import {
 } from "./daemon_state.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
-import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { readablePath, readableText } from "../watch/readable_names.ts";
 import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
 import { nextTry } from "../status/next_try.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";

@@ -8,12 +8,8 @@ import fs from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "@logtape/logtape";
 import { classifyEntry } from "../../../src/watch/entry_check.ts";
-import {
-  createFileFilter,
-  escapeName,
-  readablePath,
-  SkipLog,
-} from "../../../src/watch/file_filter.ts";
+import { createFileFilter, SkipLog } from "../../../src/watch/file_filter.ts";
+import { escapeName, readablePath } from "../../../src/watch/readable_names.ts";
 import { scanFolder, type SkippedEntry } from "../../../src/watch/scan.ts";
 import { findUndecodableNames } from "../../../src/watch/watch_worker.ts";
 
