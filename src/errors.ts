@@ -189,7 +189,8 @@ export function describeErrorChain(error: unknown): string {
 /**
  * Whether `error` says the destination has no space (or the quota is used
  * up), as the transports word it: `transfer/classify.ts` for scp and rsync
- * ("...is full (no space left or quota exceeded)...") and the local transport
+ * ("...disk on freya is full (no space left on device)...", "...quota on freya is used up
+ * (quota exceeded)...") and the local transport
  * ("destination is full (No space left on device...)"), or no room beyond
  * `min_free_space` (`pipeline/space_guard.ts`: "...but min_free_space keeps...").
  */

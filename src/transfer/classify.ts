@@ -35,12 +35,15 @@ export interface Classification {
   kind: TransferErrorKind;
   /** Plain-language reason with what to do, without the failed action. */
   reason: string;
+  /** The reason says all the tool's words do: they are left out of the message. */
+  quiet?: boolean;
 }
 
 interface Rule {
   test: RegExp;
   kind: TransferErrorKind | ((match: RegExpMatchArray) => TransferErrorKind);
   reason: (context: FailureContext, match: RegExpMatchArray) => string;
+  quiet?: boolean;
 }
 
 /** Where the host is given, to be checked or changed there. */
@@ -233,11 +236,17 @@ const RULES: Rule[] = [
       `~/.ssh/config alias) and DNS`,
   },
   {
-    // tar says a write cut short by a full disk without the system's words.
+    // tar says a write cut short by a full disk without the system's words. The words (the
+    // file, the remote path, "No space left on device") add nothing to the action and reason.
     test: /No space left on device|Disk quota exceeded|quota exceeded|Wrote only \d+ of \d+ bytes/i,
     kind: "retry-later",
-    reason: (c) =>
-      `the destination on ${c.host} is full (no space left or quota exceeded): free space there`,
+    reason: (c, [words]) =>
+      /quota/i.test(words)
+        ? `the remote user's disk quota on ${c.host} is used up (quota exceeded): free some of ` +
+          `its space there, have the quota raised, or ${otherBase(c.fromTo)}`
+        : `the destination disk on ${c.host} is full (no space left on device): free some ` +
+          `space on it, or ${otherBase(c.fromTo)}`,
+    quiet: true,
   },
   {
     test: /Read-only file system/,
@@ -275,7 +284,7 @@ export function classifyText(
     const match = text.match(rule.test);
     if (!match) continue;
     const kind = typeof rule.kind === "function" ? rule.kind(match) : rule.kind;
-    return { kind, reason: rule.reason(context, match) };
+    return { kind, reason: rule.reason(context, match), quiet: rule.quiet };
   }
   if (code === 255 || (tool === "rsync" && code !== null && RSYNC_NETWORK_CODES.has(code))) {
     return { kind: "retry", reason: connectionLost(context) };
@@ -330,8 +339,12 @@ export function classifyFailure(
 ): TransferError {
   if (error instanceof TransferError) return error;
   if (error instanceof RemoteFailure) {
-    const { kind, reason } = classifyText(error.message, context);
-    const said = reason === COMMAND_FAILED ? error.message : `${reason} (${error.message})`;
+    const { kind, reason, quiet } = classifyText(error.message, context);
+    const said = reason === COMMAND_FAILED
+      ? error.message
+      : quiet
+      ? reason
+      : `${reason} (${error.message})`;
     return new TransferError(`Cannot ${action}: ${said}`, kind, { cause: error });
   }
   if (error instanceof CommandError) {
@@ -363,7 +376,7 @@ export function classifyFailure(
     // Most programs name themselves already ("ssh: Could not resolve hostname ...").
     const said = detail.startsWith(`${tool}:`) ? detail : `${tool}: ${detail}`;
     return new TransferError(
-      `Cannot ${action}: ${reason}${detail ? ` (${said})` : ""}`,
+      `Cannot ${action}: ${reason}${detail && !classified.quiet ? ` (${said})` : ""}`,
       kind,
       { cause: error },
     );

@@ -1084,7 +1084,7 @@ Deno.test("finish renames no copy its file system could not write out, and the j
       );
       assert.match(
         delivery.error.message,
-        /its copy was not written out: the destination on freya is full/,
+        /its copy was not written out: the destination disk on freya is full/,
       );
     }
   } finally {

@@ -193,7 +193,7 @@ Deno.test("remote permission, read-only and full disks are retry-later and say s
     ],
     ["mv: cannot move 'a' to 'b': Read-only file system", /read-only/],
     ['/usr/bin/scp: dest write "/data/x": No space left on device', /is full/],
-    ['rsync: write failed on "/data/x": Disk quota exceeded (122)', /is full/],
+    ['rsync: write failed on "/data/x": Disk quota exceeded (122)', /quota on freya is used up/],
     // tar (GNU 1.34, a tmpfs filling up) says a write cut short without the system's words.
     [
       "/usr/bin/tar: f4.fits: Wrote only 4096 of 8192 bytes /usr/bin/tar: Exiting with failure " +
@@ -215,15 +215,56 @@ Deno.test("what a remote tool said in a script's result line is classified by it
   const full = classifyFailure(new RemoteFailure(said), "send /a/f4.fits to freya", context);
   assert.equal(full.kind, "retry-later");
   assert.ok(isDestinationFull(full), full.message);
+  // One sentence: what is full and what to do; tar's words add nothing to it.
   assert.equal(
     full.message,
-    "Cannot send /a/f4.fits to freya: the destination on freya is full (no space left or quota " +
-      `exceeded): free space there (${said})`,
+    "Cannot send /a/f4.fits to freya: the destination disk on freya is full (no space left on " +
+      "device): free some space on it, or change remote_base_path",
   );
   // Words no rule knows: said as they are, and tried again.
   const other = classifyFailure(new RemoteFailure("tar: odd"), "send /a/x to freya", context);
   assert.equal(other.kind, "retry");
   assert.equal(other.message, "Cannot send /a/x to freya: tar: odd");
+});
+
+Deno.test("a full disk or a used-up quota is said in one sentence with what to do, without the tool's words", () => {
+  const scp = classifyFailure(
+    failure("scp", 1, 'scp: dest write "/data/2024/x.fits": No space left on device\n'),
+    "send /a/x.fits to obs@freya:/data/2024/x.fits",
+    context,
+  );
+  assert.equal(scp.kind, "retry-later");
+  assert.ok(isDestinationFull(scp), scp.message);
+  assert.equal(
+    scp.message,
+    "Cannot send /a/x.fits to obs@freya:/data/2024/x.fits: the destination disk on freya is " +
+      "full (no space left on device): free some space on it, or change remote_base_path",
+  );
+  const quota = classifyFailure(
+    failure("rsync", 11, 'rsync: write failed on "/data/2024/x.fits": Disk quota exceeded (122)\n'),
+    "send /a/x.fits to obs@freya:/data/2024/x.fits",
+    context,
+  );
+  assert.ok(isDestinationFull(quota), quota.message);
+  assert.equal(
+    quota.message,
+    "Cannot send /a/x.fits to obs@freya:/data/2024/x.fits: the remote user's disk quota on " +
+      "freya is used up (quota exceeded): free some of its space there, have the quota raised, " +
+      "or change remote_base_path",
+  );
+  // Without a config file: the folder is given with --to.
+  const fromTo = classifyText("cat: write error: No space left on device", {
+    ...context,
+    fromTo: true,
+  });
+  assert.match(fromTo.reason, /free some space on it, or give --to another folder$/);
+  // Other reasons keep the tool's words: they say what the reason does not.
+  const denied = classifyFailure(
+    failure("scp", 1, 'scp: dest open "/data/x": Permission denied\n'),
+    "send /a/x",
+    context,
+  );
+  assert.match(denied.message, /\(scp: dest open "\/data\/x": Permission denied\)$/);
 });
 
 Deno.test("bad options and a missing remote rsync are fatal", () => {
