@@ -310,7 +310,7 @@ export interface Skip {
 export const SKIP_LOG_CAPACITY = 10_000;
 
 /**
- * Logs `Skipped {path}: {reason}` once per path and kind of skip: links,
+ * Logs `Skipped {path} of job {job}: {reason}` once per path and kind of skip: links,
  * special files and pattern rules at INFO, names that cannot be opened at
  * ERROR, hidden names and temporary files at debug (`-v`). Remembers at most `capacity` paths (least
  * recently logged forgotten first).
@@ -345,7 +345,7 @@ export class SkipLog {
    * Log that `path` is skipped, unless this path was already logged for
    * the same `skip.code`.
    *
-   * @param fields extra log properties (e.g. `job`)
+   * @param fields extra log properties (`job`: the line names it, as other lines of a job do)
    * @returns whether a line was written
    */
   skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
@@ -356,9 +356,10 @@ export class SkipLog {
     }
     const target = skip.target === undefined ? {} : { target: skip.target };
     const properties = { ...fields, path, reason: skip.reason, ...target };
+    const ofJob = typeof fields.job === "string" ? " of job {job}" : "";
     if (skip.code === "name") {
       // The path holds U+FFFD where the name had bytes that are not UTF-8: show it escaped.
-      this.#log[skip.level]("Cannot send {name} in folder {folder}: {reason}", {
+      this.#log[skip.level](`Cannot send {name} in folder {folder}${ofJob}: {reason}`, {
         ...properties,
         folder: dirname(path),
         name: escapeName(basename(path)),
@@ -366,8 +367,8 @@ export class SkipLog {
       return true;
     }
     const message = skip.level === "error"
-      ? "Cannot send {path}: {reason}"
-      : "Skipped {path}: {reason}";
+      ? `Cannot send {path}${ofJob}: {reason}`
+      : `Skipped {path}${ofJob}: {reason}`;
     this.#log[skip.level](message, properties);
     return true;
   }

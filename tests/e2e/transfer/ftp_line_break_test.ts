@@ -66,7 +66,7 @@ Deno.test("ftp: a name with a line break is skipped once with why; the other fil
       }
       const said = (path: string, reason = REASON) =>
         new RegExp(
-          `ERROR +\\[watch\\] Cannot send "${box.watch}/${path}": ` +
+          `ERROR +\\[watch\\] Cannot send "${box.watch}/${path}" of job default: ` +
             reason.replace(/[()`.]/g, "\\$&"),
           "g",
         );

@@ -137,12 +137,14 @@ Deno.test("skip log: one line per path and kind, at the skip's level; memory sta
   assert.equal(log.skipped("/w/p", fifo), false, "the same skip again is not logged");
   assert.equal(log.skipped("/w/p", { code: "hidden", reason: "hidden", level: "debug" }), true);
   assert.equal(log.skipped("/w/d", { code: "folder", reason: "a folder", level: "none" }), false);
+  // The job is named in the line, as its other lines name it (several jobs may skip files).
   assert.deepEqual(lines[0], {
     level: "info",
-    message: "Skipped {path}: {reason}",
+    message: "Skipped {path} of job {job}: {reason}",
     properties: { job: "j", path: "/w/p", reason: "FIFO" },
   });
   assert.equal(lines[1].level, "debug");
+  assert.equal(lines[1].message, "Skipped {path}: {reason}", "no job given: none named");
   // Capacity 3: after three more paths the first is forgotten and logged again.
   for (const p of ["/w/a", "/w/b", "/w/c"]) log.skipped(p, fifo);
   assert.equal(log.size, 3);
@@ -153,10 +155,11 @@ Deno.test("skip log: one line per path and kind, at the skip's level; memory sta
     code: "name",
     reason: "not UTF-8",
     level: "error",
-  });
+  }, { job: "j" });
   assert.equal(lines.length, 1);
   const named: LogLine = lines[0];
   assert.equal(named.level, "error");
+  assert.equal(named.message, "Cannot send {name} in folder {folder} of job {job}: {reason}");
   assert.equal(named.properties.folder, "/w/n");
   assert.equal(named.properties.name, "caf\\ufffd\\n.fits");
   // Followed links: once per link and target.

@@ -125,12 +125,22 @@ Deno.test("daemon: a FIFO (or a link to one, a socket, a device) created while i
     }
     const log = daemon.stderr();
     assert.equal(linesWith(log, "pipe-link.fits").length, 1, log);
-    assert.match(linesWith(log, "sock.fits")[0] ?? "", /Skipped .*sock\.fits: socket/, log);
+    assert.match(
+      linesWith(log, "sock.fits")[0] ?? "",
+      /Skipped .*sock\.fits of job default: socket/,
+      log,
+    );
     assert.equal(linesWith(log, "sock.fits").length, 1, log);
-    assert.match(linesWith(log, "null.fits")[0] ?? "", /Skipped .*null\.fits: character device/);
+    assert.match(
+      linesWith(log, "null.fits")[0] ?? "",
+      /Skipped .*null\.fits of job default: character device/,
+    );
     assert.equal(linesWith(log, "null.fits").length, 1, log);
     assert.equal(linesWith(log, "pipe.fits").length, 1, log);
-    assert.match(linesWith(log, "pipe.fits")[0], /INFO .*Skipped .*pipe\.fits: FIFO/);
+    assert.match(
+      linesWith(log, "pipe.fits")[0],
+      /INFO .*Skipped .*pipe\.fits of job default: FIFO/,
+    );
     assert.equal(linesWith(log, "old.fits").length, 1, log);
     assert.doesNotMatch(log, /before it was complete/);
   } finally {
@@ -180,14 +190,18 @@ Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes 
     assert.equal(late.length, 1, log);
     assert.match(
       late[0],
-      new RegExp(`ERROR .*caf\\\\ufffd\\.fits in folder ${box.watch}: .*UTF-8`),
+      new RegExp(`ERROR .*caf\\\\ufffd\\.fits in folder ${box.watch} of job default: .*UTF-8`),
     );
     assert.equal(linesWith(log, "early\\ufffd.fits").length, 1, log);
     await daemon.waitForOutput("deep\\ufffd.fits", 10_000);
     assert.equal(linesWith(daemon.stderr(), "deep\\ufffd.fits").length, 1, daemon.stderr());
     assert.match(
       linesWith(daemon.stderr(), "deep\\ufffd.fits").join("\n"),
-      new RegExp(`^[^\\n]*ERROR .*deep\\\\ufffd\\.fits in folder ${join(box.watch, "night")}: `),
+      new RegExp(
+        `^[^\\n]*ERROR .*deep\\\\ufffd\\.fits in folder ${
+          join(box.watch, "night")
+        } of job default: `,
+      ),
     );
     assert.doesNotMatch(log, /before it was complete/);
     // No event but the name's own was lost: nothing is watched again, nothing warned.
@@ -291,7 +305,7 @@ for (const policy of ["skip", "inside", "follow"]) {
           "ev-up.fits",
         ];
         for (const name of names) {
-          const lines = linesWith(log, `${name}: symbolic link to`);
+          const lines = linesWith(log, `${name} of job default: symbolic link to`);
           assert.equal(lines.length, 1, `${name}:\n${log}`);
           assert.match(lines[0], /INFO/);
         }
@@ -396,7 +410,11 @@ Deno.test("daemon: file_patterns match any case (the old tool's patterns), each 
     const log = daemon.stderr();
     const notes = linesWith(log, "notes.txt");
     assert.equal(notes.length, 1, log);
-    assert.match(notes[0], /INFO +\[watch\] Skipped .*notes\.txt: matches none of file_patterns$/);
+    // The line names its job, as the job's other lines do (several jobs may skip files).
+    assert.match(
+      notes[0],
+      /INFO +\[watch\] Skipped .*notes\.txt of job default: matches none of file_patterns$/,
+    );
     // A hidden name (how most writers copy a file in) only with -v; status lists it.
     assert.equal(linesWith(log, ".hidden.fits").length, 0, log);
   } finally {
@@ -421,7 +439,9 @@ Deno.test("daemon: the files its patterns leave out at start are said in one lin
       assert.deepEqual(await delivered(box.dest), frames);
       // Written after the start: said on its own line, as ever.
       await Deno.writeTextFile(join(box.watch, "late.txt"), "l");
-      await daemon.waitForOutput(/Skipped .*late\.txt: matches none of file_patterns/);
+      await daemon.waitForOutput(
+        /Skipped .*late\.txt of job default: matches none of file_patterns/,
+      );
     } finally {
       await daemon.stop();
     }
@@ -434,7 +454,7 @@ Deno.test("daemon: the files its patterns leave out at start are said in one lin
     );
     // Before: a line for each of the 501.
     assert.equal(
-      log.split("\n").filter((l) => /Skipped .*(\.txt|_test\.fits):/.test(l)).length,
+      log.split("\n").filter((l) => /Skipped .*(\.txt|_test\.fits) of job default:/.test(l)).length,
       1,
       log,
     );
