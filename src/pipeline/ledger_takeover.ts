@@ -148,7 +148,8 @@ export interface ResumeContext {
  * After {@linkcode takeOverLedger}: every unfinished row goes back into motion as it was (same
  * size and mtime: destination, attempts and retry time kept), to the checker (it changed), or out
  * of the ledger (gone, or no longer matching; or a file of the folder the job watched before its
- * watch folder changed, which stays there unsent, each named). A retry time further ahead than the
+ * watch folder changed, which stays there unsent: the first {@linkcode NAMED_AT_MOST} named, the
+ * rest counted). A retry time further ahead than the
  * longest retry delay (the clock was stepped back since) is due now.
  * @returns the destinations of the rows taken out (their sources are gone)
  */
@@ -182,7 +183,7 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
     }
   }
   if (former && formerLeft) writeIfWritable(() => formerWatchFolderLeft(rows));
-  // Named each: files the user did not leave out, which stay unsent.
+  // Named: files the user did not leave out, which stay unsent.
   const moved = { folder: former?.folder, watch: job.watch_path };
   const where = "in {folder}, which job {job} no longer watches (its watch_path is {watch} " +
     "now): left there, not sent";
@@ -196,27 +197,44 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
   return dropped;
 }
 
+/** Files named each at info level where `sayDropped` names them: the rest are counted. */
+const NAMED_AT_MOST = 10;
+
 /**
  * Say that the unfinished files at `paths` are dropped, because they are `why` (a template of
  * `fields`): one line each for one file, else one line with their count (a reload's new patterns
- * over a folder of thousands), each file at debug level, or at info level too where `each`.
+ * over a folder of thousands), each file at debug level; where `named`, the first
+ * {@linkcode NAMED_AT_MOST} on a line of their own, then one with the count of the rest (a folder
+ * no longer watched after a long paused night), each of those at debug level.
  */
 function sayDropped(
   job: string,
   paths: string[],
   why: string,
   fields: Record<string, unknown> = {},
-  each = false,
+  named = false,
 ): void {
   const log = logger("pipeline");
   const one = `Dropped {path}: it is ${why}`;
   if (paths.length === 1) log.info(one, { ...fields, job, path: paths[0] });
   if (paths.length <= 1) return;
+  if (named) {
+    for (const path of paths.slice(0, NAMED_AT_MOST)) log.info(one, { ...fields, job, path });
+    const rest = paths.slice(NAMED_AT_MOST);
+    if (rest.length === 0) return;
+    log.info(
+      `Dropped {count} more unsent file(s) of job {job} ({total} in all): they are ${why}; ` +
+        "-v logs each",
+      { ...fields, job, count: rest.length, total: paths.length },
+    );
+    for (const path of rest) log.debug(one, { ...fields, job, path });
+    return;
+  }
   log.info(`Dropped {count} unsent file(s) of job {job}: they are ${why}, {path} among them`, {
     ...fields,
     job,
     count: paths.length,
     path: paths[0],
   });
-  for (const path of paths) log[each ? "info" : "debug"](one, { ...fields, job, path });
+  for (const path of paths) log.debug(one, { ...fields, job, path });
 }

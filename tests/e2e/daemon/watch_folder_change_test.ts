@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
-import { randomBytes } from "../../helpers/files.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { getJson } from "../../helpers/status.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> night folder 20240701
 
@@ -110,4 +112,66 @@ Deno.test("a reload that changes watch_path names each unsent file of the old fo
   assert.equal(log.match(/Successfully transferred/g)?.length, 1, log);
   // The file is where it was, untouched.
   assert.equal((await Deno.stat(join(box.watch, "b.fits"))).size, 500);
+});
+
+Deno.test("a reload that changes watch_path after a long paused night names the first 10 unsent files of the old folder, and the rest in one line with their count", async () => {
+  const status = { status_listen: `127.0.0.1:${freePort()}` };
+  await using box = await cliSandbox(status);
+  const other = join(box.root, "w2");
+  await Deno.mkdir(other);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  const files = 30;
+  try {
+    await daemon.waitForOutput("Watching ");
+    // min_free_space no disk has: the files found next wait, unsent, in the ledger.
+    await box.rewrite({ ...status, min_free_space: "900 TB" });
+    await reloadDaemon(daemon, 1);
+    for (let i = 0; i < files; i++) {
+      await Deno.writeFile(join(box.watch, `f${String(i).padStart(2, "0")}.fits`), randomBytes(50));
+    }
+    const base = `http://${status.status_listen}`;
+    await waitFor(
+      async () => {
+        const { counts } = await getJson<{ counts: { state: string; count: number }[] }>(
+          base,
+          "/api/status",
+        );
+        const unsent = counts.filter((c) => c.state === "pending" || c.state === "transferring");
+        return unsent.reduce((sum, c) => sum + c.count, 0) === files;
+      },
+      30_000,
+      `the ${files} files waiting in the ledger`,
+    );
+    await box.rewrite({ ...status, min_free_space: "900 TB", watch_path: other });
+    await reloadDaemon(daemon, 2);
+    // 11 lines now (30 before): the files named and the count of the rest.
+    await waitFor(
+      () => (daemon.stderr().match(/Dropped /g)?.length ?? 0) >= 11,
+      30_000,
+      "the old folder's files said",
+    );
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  const where = `in ${box.watch}, which job default no longer watches \\(its watch_path is ` +
+    `${other} now\\): left there, not sent`;
+  // Before: one INFO line for each of the 30 files.
+  const named = log.split("\n").filter((l) => /Dropped \S+\/f\d+\.fits: /.test(l));
+  assert.equal(named.length, 10, log);
+  for (const line of named) {
+    assert.match(line, new RegExp(`INFO .*Dropped ${box.watch}/f\\d+\\.fits: it is ${where}$`));
+  }
+  const rest = log.split("\n").filter((l) => /Dropped \d+ /.test(l));
+  assert.equal(rest.length, 1, log);
+  assert.match(
+    rest[0],
+    new RegExp(
+      `INFO .*Dropped 20 more unsent file\\(s\\) of job default \\(30 in all\\): they are ` +
+        `${where}; -v logs each$`,
+    ),
+  );
+  // The files are where they were, none sent.
+  assert.equal((await Array.fromAsync(Deno.readDir(box.watch))).length, files);
+  assert.doesNotMatch(log, /Successfully transferred/);
 });
