@@ -82,7 +82,10 @@ Deno.test("local: a subfolder of the watch folder the daemon may not read is sai
 
     const once = await runCli(["run", "--once", "-c", box.config], options);
     assert.equal(once.code, 1, once.stderr);
-    assert.match(once.stderr, /ERROR .*Cannot send .*\/cam 2: the folder cannot be read/);
+    assert.match(
+      once.stderr,
+      /ERROR .*Cannot send .*\/cam 2 of job default: the folder cannot be read/,
+    );
     assert.match(
       once.stderr,
       /matching file\(s\) or folder\(s\) cannot be sent by their names or read/,
