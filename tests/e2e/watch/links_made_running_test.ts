@@ -12,7 +12,7 @@ import { listFiles, waitFor, writeConfig } from "../../helpers/files.ts";
 
 /** The line a link to a folder gets, at the start or made later (symlinks: skip). */
 function linkLine(path: string, target: string): string {
-  return `Skipped ${path}: symbolic link to the folder ${target}; linked folders are not entered`;
+  return `Skipped ${path} of job default: symbolic link to the folder ${target}; linked folders are not entered`;
 }
 
 /** Whether `name` arrived in its night folder under `dest`. */
@@ -68,7 +68,7 @@ Deno.test("daemon: a link to a folder made while it runs is logged once, as one 
     const log = daemon.stderr();
     for (const [name] of [...before, ...during]) {
       const path = join(watch, name);
-      const lines = log.split("\n").filter((line) => line.includes(`${path}:`));
+      const lines = log.split("\n").filter((line) => line.includes(`${path} of job default:`));
       assert.equal(lines.length, 1, `${name}: one line:\n${log}`);
       assert.match(lines[0], /INFO/);
     }
