@@ -51,13 +51,22 @@ CREATE TEMP TABLE file_counts AS
 
 /** An older ledger read as version 4 ({@linkcode VERSION_3_AS_4}), in temporary tables only. */
 function readAsVersion4(db: DatabaseSync): void {
-  // A copy in memory is made query-only; its temporary tables are written all the same.
-  const only = Number(Object.values(db.prepare("PRAGMA query_only").get() ?? {})[0] ?? 0);
-  if (only) db.exec("PRAGMA query_only = 0");
-  try {
+  inTemporaryTables(db, () => {
     db.exec(VERSION_3_AS_4);
     mergeSshIdentities(db);
     db.exec(COUNTS_OF_VERSION_3_AS_4);
+  });
+}
+
+/**
+ * Run `writes`, which write temporary tables and views only, on a connection made query-only (a
+ * copy in memory, or one that may write: see {@linkcode openToRead}), which refuses those too.
+ */
+function inTemporaryTables(db: DatabaseSync, writes: (db: DatabaseSync) => void): void {
+  const only = Number(Object.values(db.prepare("PRAGMA query_only").get() ?? {})[0] ?? 0);
+  if (only) db.exec("PRAGMA query_only = 0");
+  try {
+    writes(db);
   } finally {
     if (only) db.exec("PRAGMA query_only = 1");
   }
@@ -239,8 +248,9 @@ export function openForReading(path: string): DatabaseSync | null {
   try {
     db = openToRead(path);
     const version = assertLedgerReadable(db, path);
-    if (version < 2) db.exec(VERSION_1_AS_2 + COUNTS_OF_OLDER_LEDGER);
-    else if (version < 4) readAsVersion4(db);
+    if (version < 2) {
+      inTemporaryTables(db, (db) => db.exec(VERSION_1_AS_2 + COUNTS_OF_OLDER_LEDGER));
+    } else if (version < 4) readAsVersion4(db);
     db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
   } catch (error) {
     db?.close();
@@ -251,18 +261,26 @@ export function openForReading(path: string): DatabaseSync | null {
 }
 
 /**
- * SQLite's read-only connection to the ledger at `path`. A ledger in WAL mode is read through
- * the journal's index (`-shm`), which SQLite makes in its folder: where that folder cannot be
- * written (a read-only mount) and there is no journal (a daemon stopped cleanly copied it into the
- * ledger), the ledger alone is all there is, and a copy of it in memory is read. (SQLite's
- * `immutable=1` would read the file itself, but the runtime takes a `file:` URI for a file name
- * unless every permission is given.)
+ * SQLite's connection to the ledger at `path` that changes nothing in it. A ledger in WAL mode is
+ * read through the journal (`-wal`) and its index (`-shm`), which SQLite makes in its folder. A
+ * read leaves the folder as it found it: where neither is there (no daemon has the ledger open, and
+ * the last stopped cleanly), the connection may write (told to write nothing: `query_only`), so
+ * that at its close, the last one open, SQLite removes the two it made (a read-only connection
+ * may not, and left them behind); a daemon that opened the ledger meanwhile keeps them, as SQLite
+ * removes them only when no other connection has the ledger open. Where they are there (a daemon's
+ * that runs, or one killed: a journal not copied into the ledger yet), a read-only connection
+ * reads through them and leaves them as they are. Where the folder cannot be written (a read-only
+ * mount) and there is no journal, the ledger alone is all there is, and a copy of it in memory is
+ * read. (SQLite's `immutable=1` would read the file itself, but the runtime takes a `file:` URI
+ * for a file name unless every permission is given.)
  *
  * @throws saying which file, why and what to do, when neither way can read it
  */
 function openToRead(path: string): DatabaseSync {
-  let db = new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+  const alone = !existsSync(`${path}-wal`) && !existsSync(`${path}-shm`);
+  let db = new DatabaseSync(path, { readOnly: !alone, timeout: 5000 });
   try {
+    if (alone) db.exec("PRAGMA query_only = 1");
     db.prepare("PRAGMA user_version").get(); // SQLite opens the file at the first query.
     return db;
   } catch (error) {
