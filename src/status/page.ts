@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { UNSAFE_IN_LINE } from "../log/logging.ts";
 import { nextTry } from "./next_try.ts";
+import { MAX_STREAMS, RETRY_AFTER_S, TOO_MANY_PAGES } from "./pusher.ts";
 
 const STYLE = `
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
@@ -116,7 +117,9 @@ let last = null, lastAt = 0, skew = 0, lostAt = 0;
 function render(s) {
   // While the daemon does not answer, times ago count on from its last word to the browser's now.
   const lost = lostAt > 0, now = lost ? Date.now() + skew : s.now;
-  const unknown = lost ? "the daemon has not answered since " + time(lostAt) : "";
+  // A daemon that refuses the page's stream answers, but tells nothing of its jobs.
+  const unknown = !lost ? "" : (turnedAway ? "no update from the daemon since "
+    : "the daemon has not answered since ") + time(lostAt);
   document.body.classList.toggle("lost", lost);
   showConnection();
   $("version").textContent = "version " + s.version;
@@ -254,12 +257,40 @@ const show = (s) => { if (pressed) held = s; else render(s); };
 // answer, grey its jobs out and count times on, until an update comes again (a restarted daemon).
 const GRACE_MS = 5000, SILENCE_MS = 40000;
 let es, grace, silence, ticking, failedAt = 0;
+// Why the daemon refused the stream, where it answered: "token" (401: not this page's token, one
+// changed since the page was opened, and the daemon started again with it), "busy" (503: the most
+// pages it serves live are open); "" where it did not answer (or is stopping).
+let turnedAway = "";
+const TURNED_AWAY = {
+  token: "The daemon no longer takes this page's access token (it was changed since the page " +
+    "was opened): open the page again with the new link (/?token=NEW_TOKEN)",
+  busy: "Too many status pages are open (the daemon serves ${MAX_STREAMS} at once): close some; " +
+    "this page tries again every ${RETRY_AFTER_S} s",
+};
 function showConnection() {
   const c = $("conn");
   c.className = lostAt ? "lost" : failedAt ? "off" : "";
-  c.textContent = lostAt ? "The daemon has not answered since " + time(lostAt) + " (stopped?): " +
-    "what its jobs do now is unknown" + (last ? "; below is what it told at " + time(lastAt) : "")
+  const told = last ? "; below is what it told at " + time(lastAt) : "";
+  c.textContent = lostAt && turnedAway
+    ? TURNED_AWAY[turnedAway] + "; what its jobs do now is unknown" + told
+    : lostAt ? "The daemon has not answered since " + time(lostAt) + " (stopped?): " +
+    "what its jobs do now is unknown" + told
     : failedAt ? "reconnecting\u2026" : last ? "live" : "connecting\u2026";
+}
+// EventSource does not tell why a stream was refused: a look at the stream's probe does (the
+// status code, and for a 503 its first words: too many pages, or a daemon stopping).
+async function askWhy(at) {
+  let why = "";
+  try {
+    const r = await fetch("/api/events?probe", { cache: "no-store" });
+    const said = await r.text();
+    why = r.status === 401 ? "token"
+      : r.status === 503 && said.startsWith(${JSON.stringify(TOO_MANY_PAGES)}) ? "busy" : "";
+  } catch { /* no answer: the daemon stopped, said as such */ }
+  if (failedAt !== at || !why) return; // Live again meanwhile, or nothing more to say.
+  turnedAway = why;
+  clearTimeout(grace);
+  if (lostAt) { if (last) show(last); else showConnection(); } else lose(at);
 }
 function lose(at) {
   if (lostAt) return;
@@ -271,7 +302,7 @@ function connect() {
   es = new EventSource("/api/events");
   es.addEventListener("status", (e) => {
     const s = JSON.parse(e.data);
-    last = s; lastAt = Date.now(); skew = s.now - lastAt; failedAt = 0; lostAt = 0;
+    last = s; lastAt = Date.now(); skew = s.now - lastAt; failedAt = 0; lostAt = 0; turnedAway = "";
     clearTimeout(grace); grace = undefined; clearInterval(ticking);
     clearTimeout(silence); silence = setTimeout(() => lose(lastAt), SILENCE_MS);
     showConnection();
@@ -281,10 +312,14 @@ function connect() {
     failedAt ||= Date.now();
     const at = failedAt;
     grace ??= setTimeout(() => lose(at), GRACE_MS);
-    showConnection();
     // A stream the browser gives up on (an answer not a stream: a daemon stopping, or with too many
-    // pages open, answers 503 and Retry-After: 10) is opened anew then: a daemon started again is found.
-    if (es.readyState === EventSource.CLOSED) { es.close(); setTimeout(connect, 10000); }
+    // pages open, answers 503 and Retry-After: 10; a token it does not take, 401) is opened anew
+    // then: a daemon started again is found. Why it was refused is asked; no answer at all (the
+    // browser tries again by itself) is a daemon not answering.
+    if (es.readyState === EventSource.CLOSED) {
+      es.close(); setTimeout(connect, ${RETRY_AFTER_S * 1000}); askWhy(at);
+    } else turnedAway = "";
+    showConnection();
   };
 }
 connect();

@@ -5,10 +5,7 @@
  * constant time); actions are POST only and refused from another origin; a
  * loopback server answers only to its own host names (no DNS rebinding).
  * The connections themselves (deadlines, sizes, how many) are held by
- * `http_server.ts`.
- *
- * Server-Sent Events of the status server (`/api/events`): the status pushed
- * to every open page when something changed, throttled, with a heartbeat.
+ * `http_server.ts`; the live updates (`/api/events`) by `pusher.ts`.
  *
  * @module
  */
@@ -32,6 +29,7 @@ import { Metrics } from "./metrics.ts";
 import { OpenFdCounter } from "../process/open_fds.ts";
 import { type HttpServer, serveHttp, STATUS_LIMITS } from "./http_server.ts";
 import { PAGE_CSP, STATUS_PAGE } from "./page.ts";
+import { Pusher } from "./pusher.ts";
 
 /** Longest a stop waits for the status page's open requests. */
 const SHUTDOWN_WAIT_MS = 2_000;
@@ -189,6 +187,10 @@ async function route(
       case "/api/nights":
         return json(200, nightsReport(source, url.searchParams));
       case "/api/events":
+        // `?probe`: whether a stream would be served now (204), else the refusal it would get.
+        if (url.searchParams.has("probe")) {
+          return push.refusal() ?? new Response(null, { status: 204, headers: SECURITY_HEADERS });
+        }
         return push.stream();
       case "/metrics":
         return text(
@@ -262,126 +264,5 @@ function safeDecode(s: string): string {
     return decodeURIComponent(s);
   } catch {
     return s;
-  }
-}
-
-/** Pushed updates are at most this often (a burst must not flood the browser). */
-export const PUSH_EVERY_MS = 500;
-/** An update is pushed at least this often (uptime, keep-alive). */
-const HEARTBEAT_MS = 15_000;
-/** Updates a page may leave unread before its stream is ended. */
-const MAX_UNREAD = 20;
-/** Most pages taking live updates at once; the others are told to come back later. */
-export const MAX_STREAMS = 50;
-/** Seconds a page turned away is told to wait before it tries again. */
-const RETRY_AFTER_S = 10;
-
-/**
- * Server-Sent Events to every open page: the status when something changed,
- * at most once per {@linkcode PUSH_EVERY_MS}, built once for all pages.
- */
-export class Pusher {
-  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
-  #build: () => string;
-  #stale: () => boolean;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
-  /** When the last update went (`performance.now()`: a wall clock set back holds none back). */
-  #lastAt = -Infinity;
-  #encoder = new TextEncoder();
-  #closed = false;
-
-  /** @param stale whether the last update held reused answers (another one follows) */
-  constructor(build: () => string, stale: () => boolean) {
-    this.#build = build;
-    this.#stale = stale;
-  }
-
-  /** Something changed: push soon (throttled). */
-  changed(): void {
-    if (this.#clients.size === 0 || this.#timer !== undefined) return;
-    const wait = Math.max(0, this.#lastAt + PUSH_EVERY_MS - performance.now());
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#send();
-    }, wait);
-  }
-
-  /**
-   * A new page listens. Its stream ends when the page goes (the body is
-   * cancelled) or the server stops; with {@linkcode MAX_STREAMS} open, or
-   * once stopping, the page is told to come back later (503, `Retry-After`).
-   */
-  stream(): Response {
-    if (this.#closed || this.#clients.size >= MAX_STREAMS) {
-      const why = this.#closed ? "the daemon is stopping" : "too many live pages are open";
-      return new Response(`${why}; try again later\n`, {
-        status: 503,
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          "retry-after": String(RETRY_AFTER_S),
-          ...SECURITY_HEADERS,
-        },
-      });
-    }
-    let controller: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start: (c) => {
-        controller = c;
-        this.#clients.add(c);
-        c.enqueue(this.#encoder.encode(`retry: 2000\nevent: status\ndata: ${this.#build()}\n\n`));
-        this.#heartbeat ??= setInterval(() => this.#send(), HEARTBEAT_MS);
-      },
-      cancel: () => this.#drop(controller),
-    });
-    return new Response(body, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        ...SECURITY_HEADERS,
-      },
-    });
-  }
-
-  /** End every stream and timer; pages that come later are turned away. */
-  close(): void {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#heartbeat);
-    this.#heartbeat = undefined;
-    for (const c of this.#clients) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
-    this.#clients.clear();
-  }
-
-  #send(): void {
-    if (this.#clients.size === 0) return;
-    this.#lastAt = performance.now();
-    const chunk = this.#encoder.encode(`event: status\ndata: ${this.#build()}\n\n`);
-    for (const c of [...this.#clients]) {
-      try {
-        // A page that stopped reading is dropped instead of piling up updates (it reconnects).
-        if ((c.desiredSize ?? 0) < -MAX_UNREAD) {
-          this.#drop(c);
-          c.close();
-          continue;
-        }
-        c.enqueue(chunk);
-      } catch {
-        this.#drop(c);
-      }
-    }
-    // Totals reused during a burst are brought up to date by a later update.
-    if (this.#stale()) this.changed();
-  }
-
-  #drop(c: ReadableStreamDefaultController<Uint8Array>): void {
-    this.#clients.delete(c);
-    if (this.#clients.size === 0) {
-      clearInterval(this.#heartbeat);
-      this.#heartbeat = undefined;
-    }
   }
 }

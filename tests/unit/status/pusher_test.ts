@@ -3,7 +3,7 @@
  * the wall clock was set back (NTP correcting a fast clock).
  */
 import assert from "node:assert/strict";
-import { Pusher } from "../../../src/status/server.ts";
+import { Pusher } from "../../../src/status/pusher.ts";
 import { stepDateNow } from "../../helpers/fake_clock.ts";
 
 Deno.test("Pusher: a wall clock set back an hour does not hold the next update back", async () => {
