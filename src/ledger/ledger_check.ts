@@ -18,11 +18,16 @@ import { whyUnwritable } from "./state_files.ts";
 import { assertLedgerReadable, isDamage, sqliteText } from "./ledger_file.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
-/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
+/**
+ * A version 1 ledger read as version 2: its files copied into a temporary table (with the indexes
+ * the reports use), nothing written to it.
+ */
 const VERSION_1_AS_2 = `
-CREATE TEMP VIEW IF NOT EXISTS files AS
+CREATE TEMP TABLE files AS
   SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
          next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
+CREATE INDEX temp.files_by_state ON files (job, target, state);
+CREATE INDEX temp.files_by_update ON files (updated_at);
 `;
 
 /** The counts of an older ledger read as it is (read-only): counted when asked. */
@@ -30,6 +35,19 @@ const COUNTS_OF_OLDER_LEDGER = `
 CREATE TEMP VIEW IF NOT EXISTS file_counts AS
   SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
 `;
+
+/**
+ * The tables a ledger older than version 5 (`hooks_due`) or 6 (`copies_unconfirmed`) does not have,
+ * empty: no hook was owed nor copy left unconfirmed in its time.
+ */
+const LATER_TABLES = [
+  `CREATE TEMP TABLE hooks_due (job TEXT NOT NULL, target TEXT NOT NULL, rel_path TEXT NOT NULL,
+     destination TEXT NOT NULL, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL, sha256 TEXT,
+     PRIMARY KEY (job, target, rel_path)) WITHOUT ROWID;`,
+  `CREATE TEMP TABLE copies_unconfirmed (job TEXT NOT NULL, target TEXT NOT NULL,
+     rel_path TEXT NOT NULL, destination TEXT NOT NULL, PRIMARY KEY (job, target, rel_path))
+     WITHOUT ROWID;`,
+];
 
 /**
  * A version 2 or 3 ledger read as version 4: its files and job names copied into temporary tables
@@ -251,6 +269,9 @@ export function openForReading(path: string): DatabaseSync | null {
     if (version < 2) {
       inTemporaryTables(db, (db) => db.exec(VERSION_1_AS_2 + COUNTS_OF_OLDER_LEDGER));
     } else if (version < 4) readAsVersion4(db);
+    if (version < 6) {
+      inTemporaryTables(db, (db) => db.exec(LATER_TABLES.slice(version < 5 ? 0 : 1).join("")));
+    }
     db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
   } catch (error) {
     db?.close();

@@ -166,3 +166,27 @@ Deno.test("run --once and status refuse a newer ledger with a plain message, exi
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("status reads a ledger from before schema versions as it is: its counts and recent transfers, nothing changed", async () => {
+  const { root, stateDir, path } = await ledgerAt(0);
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    await Deno.mkdir(join(root, "home"));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: stateDir,
+      log_file: "",
+    });
+    const out = await runCli(["status", "-c", config], { env: { HOME: join(root, "home") } });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /night 1\/a\.fits/, out.stdout);
+    assert.doesNotMatch(out.stderr, /^\s+at /m, "no stack trace");
+    assert.equal(userVersion(path), 0, "status changes nothing");
+    assert.equal(rowCount(path), 2);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
