@@ -31,10 +31,12 @@ export function intakeChecker(
     });
   const shortcut = matching(job.close_shortcut_patterns);
   // A file whose source goes once it arrived must not go while its writer still writes it (a
-  // pause longer than the window): where closes are told, it waits for its close. A growing one
-  // (its parts go meanwhile) whatever its kind; any other but a FITS file whose structure says
-  // it is complete or not yet (each waits by its own rules, up to the grace: `stability.ts`).
-  const growing = job.after_transfer === "keep" ? null : matching(job.growing_patterns);
+  // pause longer than the window): where closes are told, it waits for its close, whatever its
+  // kind. A FITS file too, whatever its structure says: a header-only cube whose frames follow
+  // (NAXIS3 = 0 until the writer seeks back) is "complete", and one whose data is still to come
+  // is "incomplete"; sent then (at once, or at the grace's end) and removed, what its writer
+  // wrote after that went into a file no folder holds any more.
+  const removesSources = job.after_transfer !== "keep";
   return new StabilityChecker({
     ...on,
     stableForMs,
@@ -43,11 +45,7 @@ export function intakeChecker(
       const rel = relativeTo(job.watch_path, path);
       return rel !== null && shortcut.includesFile(rel);
     },
-    waitsForClose: (path, { kind }) => {
-      const rel = relativeTo(job.watch_path, path);
-      if (growing === null || rel === null) return false;
-      return (kind !== "complete" && kind !== "incomplete") || growing.includesFile(rel);
-    },
+    waitsForClose: (path) => removesSources && relativeTo(job.watch_path, path) !== null,
     fitsAppended: job.fits_appends_extensions,
     incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
     // `--once` sends what is complete now; an incomplete FITS file waits for the next run.

@@ -1,0 +1,126 @@
+/**
+ * FITS files and `after_transfer: delete` or `move` through the real daemon (`local`): a FITS file
+ * its writer still has open is never sent, and so never removed, before its close, whatever its
+ * structure says (a header-only cube whose frames follow, one whose data is still to come).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCli } from "../../helpers/cli.ts";
+import { existsSync, listFiles, randomBytes } from "../../helpers/files.ts";
+import { card, fitsFile, headerBytes } from "../../helpers/fits.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+/** The primary header of a 16-bit 100 × 100 × `frames` cube, no EXTEND (as the trial's cube.py). */
+function cubeHeader(frames: number): Uint8Array {
+  return headerBytes([
+    card("SIMPLE", true),
+    card("BITPIX", 16),
+    card("NAXIS", 3),
+    card("NAXIS1", 100),
+    card("NAXIS2", 100),
+    card("NAXIS3", frames),
+  ]);
+}
+
+/** `bytes` padded with zeros to whole 2880-byte blocks. */
+function padded(bytes: Uint8Array): Uint8Array {
+  return fitsFile(bytes, new Uint8Array((2880 - bytes.length % 2880) % 2880));
+}
+
+/** The destination copy of `name` (wherever its night folder is), or undefined. */
+async function copyOf(dest: string, name: string): Promise<Uint8Array | undefined> {
+  const found = (await listFiles(dest)).filter((rel) => rel.endsWith(`/${name}`));
+  assert.ok(found.length <= 1, `one copy of ${name}: ${found.join(", ")}`);
+  return found.length === 0 ? undefined : await Deno.readFile(join(dest, found[0]));
+}
+
+for (
+  const { what, after_transfer, write } of [
+    {
+      what: "a header-only cube (NAXIS3 = 0, complete as it is) whose frames follow",
+      after_transfer: "delete",
+      // Its writer appends frames, then seeks back to count them in NAXIS3, then closes.
+      write: {
+        first: cubeHeader(0),
+        rest: async (file: Deno.FsFile, frames: Uint8Array) => {
+          await file.write(padded(frames));
+          await file.seek(0, Deno.SeekMode.Start);
+          await file.write(cubeHeader(frames.length / 20_000));
+        },
+        frames: fitsFile(...Array.from({ length: 4 }, () => randomBytes(20_000))),
+        whole: (frames: Uint8Array) => fitsFile(cubeHeader(4), padded(frames)),
+      },
+    },
+    {
+      what: "an image whose data is still to come (incomplete), past its grace",
+      after_transfer: "move",
+      write: {
+        first: fitsFile(
+          headerBytes([
+            card("SIMPLE", true),
+            card("BITPIX", 16),
+            card("NAXIS", 2),
+            card("NAXIS1", 100),
+            card("NAXIS2", 100),
+          ]),
+          new Uint8Array(8_000),
+        ),
+        rest: async (file: Deno.FsFile, frames: Uint8Array) => {
+          await file.write(padded(fitsFile(new Uint8Array(8_000), frames)).slice(8_000));
+        },
+        frames: randomBytes(12_000),
+        whole: (frames: Uint8Array) =>
+          fitsFile(
+            headerBytes([
+              card("SIMPLE", true),
+              card("BITPIX", 16),
+              card("NAXIS", 2),
+              card("NAXIS1", 100),
+              card("NAXIS2", 100),
+            ]),
+            padded(fitsFile(new Uint8Array(8_000), frames)),
+          ),
+      },
+    },
+  ] as const
+) {
+  Deno.test(`after_transfer: ${after_transfer}, ${what}, its writer holding it open longer than the window: it goes only after the close, whole`, async () => {
+    await using p = await cliSandbox();
+    const archive = join(p.root, "archive");
+    // A grace shorter than the writer's pause: an incomplete file still open is not sent at its end.
+    await p.rewrite({ after_transfer, archive_path: archive, fits_incomplete_grace_seconds: 1 });
+    const daemon = startCli(["run", "-c", p.config], { env: p.env });
+    const removed = new RegExp(
+      `${after_transfer === "delete" ? "Deleted" : "Moved"} .*cube\\.fits`,
+    );
+    try {
+      await daemon.waitForOutput("Watching");
+      const source = join(p.watch, "cube.fits");
+      {
+        using file = await Deno.open(source, { write: true, createNew: true });
+        await file.write(write.first);
+        // Its writer pauses (exposing), the file open, longer than the window (0.3 s) and the grace.
+        await daemon.waitForOutput(new RegExp(`still has it open|${removed.source}`));
+        await new Promise((r) => setTimeout(r, 1_500));
+        assert.doesNotMatch(daemon.stderr(), removed, "removed while its writer had it open");
+        assert.doesNotMatch(daemon.stderr(), /Successfully transferred/, "sent while open");
+        assert.match(
+          daemon.stderr(),
+          new RegExp(`sends it once its writer closed it, and then ${after_transfer}s the source`),
+        );
+        await write.rest(file, write.frames);
+      }
+      await daemon.waitForOutput(removed);
+      const whole = write.whole(write.frames);
+      assert.deepEqual(await copyOf(p.dest, "cube.fits"), whole, "the whole file arrived");
+      assert.ok(!existsSync(source));
+      if (after_transfer === "move") {
+        assert.deepEqual(await Deno.readFile(join(archive, "cube.fits")), whole);
+      }
+      assert.doesNotMatch(daemon.stderr(), /truncated|incomplete \(/);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  });
+}
