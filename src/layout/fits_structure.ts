@@ -74,7 +74,8 @@ const BITPIX_VALUES = new Set([8, 16, 32, 64, -32, -64]);
 /**
  * Read the structure of the file at `path` (synchronously: a few small reads
  * of header blocks, microseconds on a local disk). An empty file whose name
- * ends in `.fits`, `.fit`, `.fts` or `.fz` is incomplete, not "not FITS".
+ * ends in `.fits`, `.fit`, `.fts` or `.fz`, or one so named whose first block is all zeros (its
+ * space reserved, its header not written yet), is incomplete, not "not FITS".
  *
  * @throws {Deno.errors.NotFound} when the file is gone; other errors when it
  *   cannot be read or is not a regular file (never waited on)
@@ -85,9 +86,11 @@ export function readFitsStructure(
 ): FitsStructure {
   using file = RegularFile.open(path);
   const { size, mtimeMs } = file.info;
-  // A camera may create the file when the exposure starts and write it at its end.
-  if (size === 0 && FITS_NAME.test(path)) {
-    return { size, mtimeMs, kind: "incomplete", expectedBytes: null, reason: EMPTY_FITS };
+  // A camera may create the file when the exposure starts and write it at its end, or reserve
+  // its space first (`fallocate`, `truncate -s`): all zeros until the header is written.
+  if (FITS_NAME.test(path)) {
+    const reason = size === 0 ? EMPTY_FITS : reservedOnly(file, size) ? RESERVED_FITS : null;
+    if (reason !== null) return { size, mtimeMs, kind: "incomplete", expectedBytes: null, reason };
   }
   return { size, mtimeMs, ...walk(file, size, limits) };
 }
@@ -97,6 +100,15 @@ const FITS_NAME = /\.(fits|fit|fts|fz)$/i;
 
 /** Why an empty file named as FITS is incomplete. */
 const EMPTY_FITS = "empty so far, and a FITS file holds at least one header";
+
+/** Why a file named as FITS whose first block is all zeros is incomplete. */
+const RESERVED_FITS =
+  "its first bytes are still zeros (space reserved, its header not written yet)";
+
+/** Whether the first block of `file` (or all of it, if shorter) holds only zeros. */
+function reservedOnly(file: RegularFile, size: number): boolean {
+  return file.readAt(0, Math.min(BLOCK_BYTES, size)).every((byte) => byte === 0);
+}
 
 /** Follow the HDUs from the start of the file. */
 function walk(file: RegularFile, size: number, limits: FitsStructureLimits): FitsShape {

@@ -1,14 +1,16 @@
 /**
- * FITS files and `after_transfer: delete` or `move` through the real daemon (`local`): a FITS file
- * its writer still has open is never sent, and so never removed, before its close, whatever its
- * structure says (a header-only cube whose frames follow, one whose data is still to come).
+ * FITS files whose writers take their time, through the real daemon (`local`): with
+ * `after_transfer: delete` or `move`, a FITS file its writer still has open is never sent, and so
+ * never removed, before its close, whatever its structure says (a header-only cube whose frames
+ * follow, one whose data is still to come); a `.fits` file whose space its writer reserved first
+ * (all zeros) waits for its header, never sent (nor its hook run) while zeros.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
-import { existsSync, listFiles, randomBytes } from "../../helpers/files.ts";
-import { card, fitsFile, headerBytes } from "../../helpers/fits.ts";
-import { cliSandbox } from "../../helpers/sandbox.ts";
+import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { card, fitsFile, headerBytes, imageParts } from "../../helpers/fits.ts";
+import { cliSandbox, countingHook } from "../../helpers/sandbox.ts";
 
 /** The primary header of a 16-bit 100 × 100 × `frames` cube, no EXTEND (as the trial's cube.py). */
 function cubeHeader(frames: number): Uint8Array {
@@ -124,3 +126,38 @@ for (
     }
   });
 }
+
+Deno.test("a .fits file whose space its writer reserved first (all zeros, fallocate or truncate -s) waits for its header: sent once, filled, its hook run once", async () => {
+  await using p = await cliSandbox();
+  const { hook, runs } = await countingHook(p.root);
+  await p.rewrite({ on_transfer: [hook] });
+  const daemon = startCli(["run", "-c", p.config], { env: p.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const source = join(p.watch, "reserved.fits");
+    const image = imageParts(100, 100);
+    const whole = fitsFile(image.header, image.data);
+    {
+      // Reserved, as `truncate -s SIZE` does, and closed: zeros for longer than the window.
+      using file = await Deno.open(source, { write: true, createNew: true });
+      await file.truncate(whole.length);
+    }
+    await daemon.waitForOutput(/reserved\.fits has not changed|Successfully transferred/);
+    assert.doesNotMatch(daemon.stderr(), /Successfully transferred/, "sent while all zeros");
+    assert.match(daemon.stderr(), /its first bytes are still zeros \(space reserved/);
+    {
+      // Filled later, in place.
+      using file = await Deno.open(source, { write: true });
+      await file.write(whole);
+    }
+    await daemon.waitForOutput(/Successfully transferred \S*reserved\.fits/);
+    assert.deepEqual(await copyOf(p.dest, "reserved.fits"), whole);
+    await waitFor(async () => (await runs()).length > 0, undefined, "its hook");
+    assert.deepEqual(await runs(), ["reserved.fits"], "its hook ran once, on the filled file");
+    assert.equal(daemon.stderr().match(/Successfully transferred/g)?.length, 1, "sent once");
+    assert.doesNotMatch(daemon.stderr(), /truncated/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+  }
+});

@@ -213,6 +213,35 @@ Deno.test("FITS structure: not FITS, unusable headers, and files that may still 
       await Deno.writeFile(join(dir, name), new Uint8Array(0));
       assert.equal(readFitsStructure(join(dir, name)).kind, "not-fits", name);
     }
+    // Space reserved (`fallocate -l`, `truncate -s`), all zeros: its header not written yet
+    // when its name says FITS, else nothing to tell.
+    for (const size of [1, 2880, 3 * 2880 + 7, 1_000_000]) {
+      for (const name of ["r.fits", "r.FIT", "r.fits.fz"]) {
+        using file = await Deno.open(join(dir, name), { write: true, create: true });
+        await file.truncate(size);
+        const reserved = readFitsStructure(join(dir, name));
+        assert.equal(reserved.kind, "incomplete", `${name} ${size}`);
+        if (reserved.kind === "incomplete") {
+          assert.match(reserved.reason, /first bytes are still zeros \(space reserved/);
+          assert.equal(reserved.expectedBytes, null);
+        }
+      }
+      await Deno.writeFile(join(dir, "r.raw"), new Uint8Array(size));
+      assert.equal(readFitsStructure(join(dir, "r.raw")).kind, "not-fits", `r.raw ${size}`);
+    }
+    // Its header written over the zeros: what the header says, as any FITS file.
+    const image = imageParts(16, 16);
+    {
+      using file = await Deno.open(join(dir, "r.fits"), { write: true, truncate: true });
+      await file.truncate(image.header.length + image.data.length);
+      await file.write(image.header);
+    }
+    assert.equal(readFitsStructure(join(dir, "r.fits")).kind, "complete");
+    // A first block with anything but zeros is not taken for reserved space.
+    const some = new Uint8Array(2 * 2880);
+    some[2879] = 1;
+    await Deno.writeFile(join(dir, "s.fits"), some);
+    assert.equal(readFitsStructure(join(dir, "s.fits")).kind, "not-fits");
     const bad = [
       [card("SIMPLE", true), card("BITPIX", 12), card("NAXIS", 0)],
       [card("SIMPLE", true), card("BITPIX", 16), card("NAXIS", 1)],
