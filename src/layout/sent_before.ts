@@ -13,6 +13,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { assertRegularFile, besideEarlier, nightFolder } from "./destination.ts";
 import { observationDate, readFitsHeader } from "./fits_header.ts";
+import { readFitsStructure } from "./fits_structure.ts";
 
 /** What is read here of the ledger's row of a name. */
 export interface NameRow {
@@ -49,11 +50,12 @@ export function nightOf(destination: string): string {
  * Where the file at `source`, whose name leads to `planned`, goes, given the ledger's row of that
  * name (`undefined`: none; a file never sent goes where its name leads). The source itself goes
  * over its own copy ({@linkcode ownCopy}). With `after_transfer: delete` or `move` no file
- * replaces a copy the job sent: the file sent, changed before its clean-up (its birth time, see
- * `madeAfter`), goes beside its copy, in that copy's night folder; any other is new. With `keep`,
- * another file than the one sent (a camera whose counter started again after the sources were
- * cleared, `resend` of such a name included; a file renamed over it while its copy was on the
- * way) is new. A new file goes
+ * replaces a copy the job sent but the file sent grown only by HDUs appended to that version
+ * before its clean-up (`grownByHdus`: over its copy, as with `keep`); the file sent, changed
+ * otherwise before its clean-up (its birth time, see `madeAfter`), goes beside its copy, in that
+ * copy's night folder; any other is new. With `keep`, another file than the one sent (a camera
+ * whose counter started again after the sources were cleared, `resend` of such a name included;
+ * a file renamed over it while its copy was on the way) is new. A new file goes
  * beside the earlier copy in its night folder, or where its name leads in another. `header`
  * (see {@linkcode observationOf}) decides before the birth time: a new observation is a new file;
  * the copy's observation saved again as a new file goes beside its copy, in that copy's night
@@ -76,9 +78,10 @@ export function placeBeside(
   if (own !== null) return own;
   if (job.after_transfer !== "keep") {
     const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
-    // The file sent, changed before its clean-up (made before that version was found complete).
+    // The file sent, changed before its clean-up (made before that version was found complete):
+    // beside its copy, unless it only grew by HDUs appended to that version (over it, as `keep`).
     if (row.state === "done" && sentAt !== null && madeAfter(source, row, sentAt) === false) {
-      return besideCopy();
+      return grownByHdus(source, row) ? row.destination : besideCopy();
     }
     return besideEarlier(planned, row.destination, row.state === "done");
   }
@@ -156,6 +159,27 @@ function madeAfter(path: string, row: NameRow, at: number): boolean | null {
   const born = birthTimeOf(path);
   if (born === null) return null;
   return row.bornMs === undefined || row.bornMs === null ? born > at : born !== row.bornMs;
+}
+
+/**
+ * Whether the file at `path` is the one whose version `row` records as sent (its birth time is the
+ * one recorded then, so the same file on disk) grown since by HDUs appended at that version's end
+ * (astropy's `fits.append` after the close): longer, and one of the extensions of its complete
+ * FITS structure starts where that version ended. The ledger keeps no digest of the bytes sent:
+ * that they are still its start is known as far as its structure and its identity tell. Any other
+ * change (a file not FITS, bytes rewritten) is not taken as grown.
+ */
+function grownByHdus(path: string, row: NameRow): boolean {
+  if (row.bornMs === undefined || row.bornMs === null || birthTimeOf(path) !== row.bornMs) {
+    return false;
+  }
+  try {
+    const now = readFitsStructure(path);
+    return now.kind === "complete" && now.size > row.size &&
+      now.hdus.slice(1).some((hdu) => hdu.start === row.size);
+  } catch {
+    return false; // Cannot be read now: not known, so not taken as grown.
+  }
 }
 
 /** The birth time of the file at `path` (ms since epoch); `null` when not known. */

@@ -3,13 +3,15 @@
  * `after_transfer: delete` or `move`, a FITS file its writer still has open is never sent, and so
  * never removed, before its close, whatever its structure says (a header-only cube whose frames
  * follow, one whose data is still to come); a `.fits` file whose space its writer reserved first
- * (all zeros) waits for its header, never sent (nor its hook run) while zeros.
+ * (all zeros) waits for its header, never sent (nor its hook run) while zeros; with `delete` or
+ * `move`, the file sent grown by an HDU appended before its clean-up (the same file) replaces its
+ * copy, as with `keep`, while a new file under the name still goes beside it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
-import { card, fitsFile, headerBytes, imageParts } from "../../helpers/fits.ts";
+import { card, fitsFile, headerBytes, imageExtension, imageParts } from "../../helpers/fits.ts";
 import { cliSandbox, countingHook } from "../../helpers/sandbox.ts";
 
 /** The primary header of a 16-bit 100 × 100 × `frames` cube, no EXTEND (as the trial's cube.py). */
@@ -161,3 +163,57 @@ Deno.test("a .fits file whose space its writer reserved first (all zeros, falloc
     assert.equal(status.code, 0, daemon.stderr());
   }
 });
+
+for (const after_transfer of ["delete", "move"] as const) {
+  Deno.test(`after_transfer: ${after_transfer}, the file sent grown by an HDU appended before its clean-up (astropy's fits.append, the same file) replaces its copy; a new file under the name goes beside it`, async () => {
+    await using p = await cliSandbox();
+    const archive = join(p.root, "archive");
+    // Clean-up a day after arrival: the append comes before it, whatever the machine's pace.
+    await p.rewrite({ after_transfer, archive_path: archive, keep_days: 1 });
+    const daemon = startCli(["run", "-c", p.config], { env: p.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      const source = join(p.watch, "race06.fits");
+      const image = imageParts(100, 100, [card("EXTEND", true)]);
+      const first = fitsFile(image.header, image.data);
+      await Deno.writeFile(source, first);
+      await daemon.waitForOutput(/Successfully transferred \S*race06\.fits/);
+      const [night] = (await listFiles(p.dest)).map((rel) => rel.slice(0, rel.indexOf("/")));
+      const copy = (name: string) => join(p.dest, night, name);
+      assert.deepEqual(await Deno.readFile(copy("race06.fits")), first);
+      // An HDU appended to the same file (its inode), as astropy's fits.append does.
+      const extension = imageExtension(50, 50);
+      {
+        using file = await Deno.open(source, { append: true });
+        await file.write(extension);
+      }
+      const grown = fitsFile(first, extension);
+      await daemon.waitForOutput(/grown to \d+ by HDUs appended/);
+      // Sent again: over its copy, or (before) beside it.
+      await waitFor(
+        async () =>
+          existsSync(copy("race06~2.fits")) ||
+          (await Deno.readFile(copy("race06.fits"))).length === grown.length,
+        undefined,
+        "the grown file sent",
+      );
+      assert.deepEqual(await Deno.readFile(copy("race06.fits")), grown);
+      assert.deepEqual(await listFiles(p.dest), [`${night}/race06.fits`], "no copy beside it");
+      assert.doesNotMatch(daemon.stderr(), /new file under a name sent before/);
+      assert.match(daemon.stderr(), /set fits_appends_extensions: true/);
+
+      // The source gone (cleared by hand), the camera's counter starts again: a new file (another
+      // inode) under the name goes beside the copy, never over it.
+      await Deno.remove(source);
+      const fresh = fitsFile(imageParts(100, 100).header, randomBytes(20_160));
+      await Deno.writeFile(source, fresh);
+      await daemon.waitForOutput(/is a new file under a name sent before .*race06~2\.fits/);
+      await waitFor(() => existsSync(copy("race06~2.fits")), undefined, "race06~2.fits");
+      assert.deepEqual(await Deno.readFile(copy("race06~2.fits")), fresh);
+      assert.deepEqual(await Deno.readFile(copy("race06.fits")), grown, "never replaced");
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  });
+}
