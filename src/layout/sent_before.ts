@@ -77,16 +77,31 @@ export function placeBeside(
   const own = ownCopy(job, row, source);
   if (own !== null) return own;
   if (job.after_transfer !== "keep") {
-    const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
-    // The file sent, changed before its clean-up (made before that version was found complete):
-    // beside its copy, unless it only grew by HDUs appended to that version (over it, as `keep`).
-    if (row.state === "done" && sentAt !== null && madeAfter(source, row, sentAt) === false) {
+    // The file sent, changed before its clean-up: beside its copy, unless it only grew by HDUs
+    // appended to that version (over it, as with `keep`).
+    if (changedBeforeCleanup(job, row, source)) {
       return grownByHdus(source, row) ? row.destination : besideCopy();
     }
     return besideEarlier(planned, row.destination, row.state === "done");
   }
   // No copy arrived (`besideEarlier` keeps a place it was given in the night), or a new file.
   return besideEarlier(planned, row.destination, row.transferredAt !== null);
+}
+
+/**
+ * Whether the file at `source` is the file sent under the name the ledger's `row` records, changed
+ * before a job that deletes or moves sources cleaned it up: made before that version was found
+ * complete (its birth time, see `madeAfter`). Always false with `after_transfer: keep`.
+ */
+export function changedBeforeCleanup(
+  job: Pick<JobConfig, "after_transfer">,
+  row: NameRow,
+  source: string,
+): boolean {
+  if (job.after_transfer === "keep" || row.state !== "done" || row.transferredAt === null) {
+    return false;
+  }
+  return madeAfter(source, row, Math.min(row.transferredAt, row.createdAt)) === false;
 }
 
 /**

@@ -13,6 +13,7 @@ import type { JobConfig } from "../config/types.ts";
 import { freeDestination, planDestination } from "../layout/destination.ts";
 import {
   birthTimeOf,
+  changedBeforeCleanup,
   type Observation,
   observationOf,
   placeBeside,
@@ -318,7 +319,10 @@ export class Intake {
         this.#log.warn("{message} (said once per night folder)", { path, message });
       }
       const { row, header, placed } = placement;
-      if (row) sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header });
+      const changed = row !== undefined && changedBeforeCleanup(this.#context.job, row, path);
+      if (row) {
+        sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header, changed });
+      }
       const destination = this.#free(rel, placed);
       if (destination !== placed && destination !== row?.destination) {
         this.#log.info(

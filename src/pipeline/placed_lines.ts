@@ -18,6 +18,8 @@ export interface Placed {
   placed: string;
   /** What its FITS header said of it (`observationOf`). */
   header: Observation;
+  /** It is the file sent, changed before its clean-up (`changedBeforeCleanup`), not a new one. */
+  changed?: boolean;
 }
 
 /** Say why the file at `path` goes to `placed`, where that is not `planned` (or its header told). */
@@ -50,6 +52,12 @@ export function sayPlaced(log: Logger, path: string, where: Placed): void {
     return log.info(
       "{path} changed after it was sent to {earlier} (a job that deletes or moves sources never replaces a copy it sent): it goes to {destination}, beside that copy, not into night folder {night} that the night rule gives it now",
       { path, earlier, destination: placed, night },
+    );
+  }
+  if (where.changed) {
+    return log.info(
+      "{path} changed after it was sent to {earlier} (a job that deletes or moves sources never replaces a copy it sent, but by the same file grown by HDUs appended to it): it goes to {destination}, beside that copy",
+      { path, earlier, destination: placed },
     );
   }
   log.info(

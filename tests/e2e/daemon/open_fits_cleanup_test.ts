@@ -165,7 +165,7 @@ Deno.test("a .fits file whose space its writer reserved first (all zeros, falloc
 });
 
 for (const after_transfer of ["delete", "move"] as const) {
-  Deno.test(`after_transfer: ${after_transfer}, the file sent grown by an HDU appended before its clean-up (astropy's fits.append, the same file) replaces its copy; a new file under the name goes beside it`, async () => {
+  Deno.test(`after_transfer: ${after_transfer}, the file sent grown by an HDU appended before its clean-up (astropy's fits.append, the same file) replaces its copy; changed otherwise, or a new file under the name, it goes beside it`, async () => {
     await using p = await cliSandbox();
     const archive = join(p.root, "archive");
     // Clean-up a day after arrival: the append comes before it, whatever the machine's pace.
@@ -202,14 +202,26 @@ for (const after_transfer of ["delete", "move"] as const) {
       assert.doesNotMatch(daemon.stderr(), /new file under a name sent before/);
       assert.match(daemon.stderr(), /set fits_appends_extensions: true/);
 
+      // Rewritten in place otherwise (the same file, its bytes not grown by HDUs): beside its
+      // copy, said as the file sent, changed (before, as a new file under the name).
+      const rewritten = fitsFile(image.header, randomBytes(20_160), extension);
+      await Deno.writeFile(source, rewritten);
+      await daemon.waitForOutput(
+        /race06\.fits changed after it was sent to \S*race06\.fits .*it goes to \S*race06~2\.fits, beside that copy/,
+      );
+      await waitFor(() => existsSync(copy("race06~2.fits")), undefined, "race06~2.fits");
+      assert.deepEqual(await Deno.readFile(copy("race06~2.fits")), rewritten);
+      assert.doesNotMatch(daemon.stderr(), /new file under a name sent before/);
+
       // The source gone (cleared by hand), the camera's counter starts again: a new file (another
-      // inode) under the name goes beside the copy, never over it.
+      // inode) under the name goes beside the copies, never over one.
       await Deno.remove(source);
       const fresh = fitsFile(imageParts(100, 100).header, randomBytes(20_160));
       await Deno.writeFile(source, fresh);
-      await daemon.waitForOutput(/is a new file under a name sent before .*race06~2\.fits/);
-      await waitFor(() => existsSync(copy("race06~2.fits")), undefined, "race06~2.fits");
-      assert.deepEqual(await Deno.readFile(copy("race06~2.fits")), fresh);
+      await daemon.waitForOutput(/is a new file under a name sent before .*race06~3\.fits/);
+      await waitFor(() => existsSync(copy("race06~3.fits")), undefined, "race06~3.fits");
+      assert.deepEqual(await Deno.readFile(copy("race06~3.fits")), fresh);
+      assert.deepEqual(await Deno.readFile(copy("race06~2.fits")), rewritten, "never replaced");
       assert.deepEqual(await Deno.readFile(copy("race06.fits")), grown, "never replaced");
     } finally {
       const status = await daemon.stop();
