@@ -14,7 +14,7 @@ const SAID = "in the environment is a rule this program's clock does not read";
 for (const tz of ["<-03>3", "CLT4CLST,M9.1.6/24,M4.1.6/24"]) {
   Deno.test(`TZ=${tz} (a POSIX rule the clock does not read): run, doctor and config validate say that the night folders follow UTC, and to set night_timezone`, async () => {
     await using box = await cliSandbox({ night_timezone: "" });
-    await Deno.writeFile(join(box.watch, "a.fits"), new Uint8Array(2880));
+    await Deno.writeFile(join(box.watch, "a.fits"), new Uint8Array(2880).fill(1));
     const env = { ...box.env, TZ: tz };
     const said = new RegExp(
       `TZ=${tz.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} ${SAID}: it keeps UTC \\(\\+00:00 now\\), ` +

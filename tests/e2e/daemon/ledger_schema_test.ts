@@ -141,7 +141,7 @@ Deno.test("run --once and status refuse a newer ledger with a plain message, exi
     const dest = join(root, "dest");
     await Deno.mkdir(watch);
     await Deno.mkdir(join(root, "home"));
-    await Deno.writeFile(join(watch, "c.fits"), new Uint8Array(2880));
+    await Deno.writeFile(join(watch, "c.fits"), new Uint8Array(2880).fill(1));
     const config = join(root, "config.yaml");
     await writeConfig(config, {
       watch_path: watch,

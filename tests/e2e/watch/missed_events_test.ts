@@ -121,7 +121,10 @@ Deno.test("WatchSession start: the first scan takes files sent before as unchang
       calls.push({ quick, rels: files.map((f) => f.relPath) });
       // Written into a folder the first scan has listed, maybe before the watch covers it.
       if (calls.length === 1) {
-        Deno.writeFileSync(join(root, parentOf(files[0].relPath), "c.fits"), new Uint8Array(10));
+        Deno.writeFileSync(
+          join(root, parentOf(files[0].relPath), "c.fits"),
+          new Uint8Array(10).fill(1),
+        );
       }
       return files;
     },

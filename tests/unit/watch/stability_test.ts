@@ -47,6 +47,14 @@ async function withWatchedChecker(
   );
 }
 
+/**
+ * `size` bytes that are not FITS, and not zeros either: a file named as FITS whose first bytes are
+ * all zeros is one whose header is still to come (its space reserved).
+ */
+function notFits(size: number): Uint8Array {
+  return new Uint8Array(size).fill(0x2a);
+}
+
 function fileInfo(path: string) {
   const info = Deno.statSync(path);
   return { size: info.size, mtimeMs: info.mtime!.getTime() };
@@ -55,7 +63,7 @@ function fileInfo(path: string) {
 Deno.test("StabilityChecker: a file written once is ready after the window, with its size and mtime", async () => {
   await withChecker({ stableForMs: 300 }, async (checker, rec, dir) => {
     const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(1234));
+    Deno.writeFileSync(path, notFits(1234));
     const touchedAt = performance.now();
     checker.touch(path);
     assert.equal(checker.has(path), true);
@@ -81,7 +89,7 @@ for (const withEvents of [true, false]) {
     // A window far longer than the pauses between writes, which a busy machine may stretch.
     await withChecker({ stableForMs: 3000 }, async (checker, rec, dir) => {
       const path = join(dir, "growing.fits");
-      Deno.writeFileSync(path, new Uint8Array(100));
+      Deno.writeFileSync(path, notFits(100));
       checker.touch(path);
       const start = performance.now();
       let lastWriteAt = start;
@@ -89,7 +97,7 @@ for (const withEvents of [true, false]) {
       while (performance.now() - start < 1500) {
         await sleep(100);
         assert.equal(rec.ready.length, 0, "reported while still being written");
-        Deno.writeFileSync(path, new Uint8Array(100), { append: true });
+        Deno.writeFileSync(path, notFits(100), { append: true });
         lastWriteAt = performance.now();
         if (withEvents) checker.touch(path);
       }
@@ -116,7 +124,7 @@ Deno.test("StabilityChecker: a file deleted before it is ready is gone, never re
     const path = join(dir, "short-lived.fits");
     const never = join(dir, "never existed.fits");
     const folder = join(dir, "a folder.fits");
-    Deno.writeFileSync(path, new Uint8Array(10));
+    Deno.writeFileSync(path, notFits(10));
     Deno.mkdirSync(folder);
     checker.touch(path);
     checker.touch(never);
@@ -136,8 +144,8 @@ Deno.test("StabilityChecker: a file whose stat fails otherwise than 'not found' 
   await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
     const real = join(dir, "real");
     Deno.mkdirSync(real);
-    Deno.writeFileSync(join(real, "a.fits"), new Uint8Array(10));
-    Deno.writeFileSync(join(real, "b.fits"), new Uint8Array(20));
+    Deno.writeFileSync(join(real, "a.fits"), notFits(10));
+    Deno.writeFileSync(join(real, "b.fits"), notFits(20));
     const cam = join(dir, "cam");
     Deno.symlinkSync(real, cam);
     const [a, b] = [join(cam, "a.fits"), join(cam, "b.fits")];
@@ -181,7 +189,7 @@ Deno.test("StabilityChecker: without waiting for incomplete files (run --once), 
 Deno.test("StabilityChecker: a file replaced by a folder or deleted after a later touch is gone", async () => {
   await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
     const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(10));
+    Deno.writeFileSync(path, notFits(10));
     checker.touch(path);
     await sleep(100);
     Deno.removeSync(path);
@@ -194,7 +202,7 @@ Deno.test("StabilityChecker: a file replaced by a folder or deleted after a late
 Deno.test("StabilityChecker: touch() keeps postponing an unchanged file", async () => {
   await withChecker({ stableForMs: 300 }, async (checker, rec, dir) => {
     const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(10));
+    Deno.writeFileSync(path, notFits(10));
     checker.touch(path);
     let lastTouchAt = performance.now();
     const start = lastTouchAt;
@@ -218,8 +226,8 @@ Deno.test("StabilityChecker: a close event needs only closedForMs where the shor
     async (checker, rec, dir) => {
       const fresh = join(dir, "closed at once.fits");
       const written = join(dir, "written then closed.fits");
-      Deno.writeFileSync(fresh, new Uint8Array(10));
-      Deno.writeFileSync(written, new Uint8Array(20));
+      Deno.writeFileSync(fresh, notFits(10));
+      Deno.writeFileSync(written, notFits(20));
       checker.touch(fresh, "closed");
       checker.touch(written, "changed");
       await sleep(100);
@@ -241,7 +249,7 @@ Deno.test("StabilityChecker: closedForMs longer than the window is capped at the
     { stableForMs: 150, closedForMs: 60_000, closeShortcut: () => true },
     async (checker, rec, dir) => {
       const path = join(dir, "a.fits");
-      Deno.writeFileSync(path, new Uint8Array(1));
+      Deno.writeFileSync(path, notFits(1));
       checker.touch(path, "closed");
       await rec.until(() => rec.ready.length === 1, "ready within the window", 10_000);
     },
@@ -253,7 +261,7 @@ Deno.test("StabilityChecker: closedForMs given as undefined means the window", a
     { stableForMs: 200, closedForMs: undefined, closeShortcut: () => true },
     async (checker, rec, dir) => {
       const path = join(dir, "a.fits");
-      Deno.writeFileSync(path, new Uint8Array(3));
+      Deno.writeFileSync(path, notFits(3));
       const touchedAt = performance.now();
       checker.touch(path, "closed");
       await rec.until(() => rec.ready.length === 1, "ready", 10_000);
@@ -269,11 +277,11 @@ Deno.test("StabilityChecker: a write after the close falls back to the full wind
     { stableForMs: 3000, closedForMs: 2000, closeShortcut: () => true },
     async (checker, rec, dir) => {
       const path = join(dir, "a.fits");
-      Deno.writeFileSync(path, new Uint8Array(10));
+      Deno.writeFileSync(path, notFits(10));
       checker.touch(path, "closed");
       await sleep(100);
       // Appended without an event: the check at closedForMs sees the change.
-      Deno.writeFileSync(path, new Uint8Array(90), { append: true });
+      Deno.writeFileSync(path, notFits(90), { append: true });
       const appendedAt = performance.now();
       await rec.until(() => rec.ready.length === 1, "ready");
       const [ready] = rec.ready;
@@ -291,7 +299,7 @@ Deno.test("StabilityChecker: a change event after a close needs the full window 
     { stableForMs: 700, closedForMs: 100, closeShortcut: () => true },
     async (checker, rec, dir) => {
       const path = join(dir, "a.fits");
-      Deno.writeFileSync(path, new Uint8Array(10));
+      Deno.writeFileSync(path, notFits(10));
       checker.touch(path, "closed");
       const changedAt = performance.now();
       checker.touch(path, "changed");
@@ -323,12 +331,12 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
         {
           using file = Deno.openSync(path, { write: true, create: true });
           for (let i = 0; i < 3; i++) {
-            file.writeSync(new Uint8Array(1000).fill(i));
+            file.writeSync(new Uint8Array(1000).fill(i + 1));
             // Longer than closedForMs, shorter than the window.
             await sleep(600);
             assert.equal(rec.ready.length, 0, `reported while held open (pause ${i})`);
           }
-          file.writeSync(new Uint8Array(500));
+          file.writeSync(notFits(500));
           closedAt = performance.now();
         }
         await rec.until(() => rec.ready.length > 0, "ready after the close");
@@ -384,13 +392,13 @@ Deno.test("StabilityChecker: a file that waits for its close goes by the window 
   await withChecker({ stableForMs: 300, waitsForClose: () => true }, async (checker, rec, dir) => {
     const held = join(dir, "held -$(x).dat");
     const later = join(dir, "later.dat");
-    Deno.writeFileSync(held, new Uint8Array(100));
+    Deno.writeFileSync(held, notFits(100));
     checker.touch(held, "written");
     const waits = (path: string) => rec.incomplete.some((i) => i.path === path);
     await rec.until(() => waits(held), "held said to wait for its close");
     assert.match(rec.incomplete[0].reason, /its writer still has it open/);
     const lostAt = performance.now();
-    Deno.writeFileSync(later, new Uint8Array(100));
+    Deno.writeFileSync(later, notFits(100));
     checker.touch(later, "written");
     // Its close may have been lost (an overflow): a lost close must not hold it.
     assert.equal(checker.closesLost(lostAt), 1, "only the file seen written before the loss");
@@ -580,7 +588,7 @@ Deno.test("StabilityChecker: a chmod after the close, or of a file moved in, is 
 Deno.test("StabilityChecker: close() stops everything; later touches are ignored", async () => {
   await withChecker({ stableForMs: 150 }, async (checker, rec, dir) => {
     const paths = ["a.fits", "b.fits", "c.fits"].map((n) => join(dir, n));
-    for (const p of paths) Deno.writeFileSync(p, new Uint8Array(5));
+    for (const p of paths) Deno.writeFileSync(p, notFits(5));
     for (const p of paths) checker.touch(p);
     checker.touch(join(dir, "missing.fits")); // reported gone at once: nothing to observe
     assert.deepEqual(rec.gone.map((g) => g.path), [join(dir, "missing.fits")]);
@@ -598,7 +606,7 @@ Deno.test("StabilityChecker: close() stops everything; later touches are ignored
 Deno.test("StabilityChecker: close() while checks are in flight reports nothing", async () => {
   await withChecker({ stableForMs: 0 }, async (checker, rec, dir) => {
     const paths = Array.from({ length: 20 }, (_, i) => join(dir, `${i}.fits`));
-    for (const p of paths) Deno.writeFileSync(p, new Uint8Array(5));
+    for (const p of paths) Deno.writeFileSync(p, notFits(5));
     for (const p of paths) checker.touch(p);
     await sleep(0);
     checker.close();
@@ -612,8 +620,8 @@ Deno.test("StabilityChecker: pendingCount, has() and forget()", async () => {
   await withChecker({ stableForMs: 250 }, async (checker, rec, dir) => {
     const a = join(dir, "a.fits");
     const b = join(dir, "b.fits");
-    Deno.writeFileSync(a, new Uint8Array(1));
-    Deno.writeFileSync(b, new Uint8Array(2));
+    Deno.writeFileSync(a, notFits(1));
+    Deno.writeFileSync(b, notFits(2));
     assert.equal(checker.pendingCount, 0);
     assert.equal(checker.has(a), false);
     checker.touch(a);
@@ -645,7 +653,7 @@ Deno.test("StabilityChecker: a file touched before it exists is gone; touched ag
       checker.touch(path); // not there yet
       assert.equal(checker.has(path), false);
       checker.forget(path);
-      Deno.writeFileSync(path, new Uint8Array(i + 1));
+      Deno.writeFileSync(path, notFits(i + 1));
       checker.touch(path);
     }
     await rec.until(() => rec.ready.length === 20, "all 20 ready");
