@@ -136,6 +136,11 @@ export class FolderFileSystem {
     this.#sample = facts?.meta(this.#sampleKey) ?? null;
   }
 
+  /** The kind of file system the folder's files were on (remembered), or `null`. */
+  get kind(): { type: string; remote: boolean } | null {
+    return this.#was === null ? null : fileSystemKind(this.#was);
+  }
+
   /**
    * Files are there (`file`, relative to the folder, one of them): remember
    * the folder's file system, and that file, once a run (not when the folder

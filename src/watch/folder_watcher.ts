@@ -5,9 +5,6 @@
  * the runtime, so a FIFO or device that stalls it in one folder would hold
  * up every folder watched from that thread.
  *
- * Waiting for a watch folder that does not exist yet (a disk not mounted, a
- * folder the instrument creates later).
- *
  * The rescans every minute of a job whose folder cannot be watched: no
  * inotify watch was left, or the watcher got stuck on something it cannot
  * release (a device whose open blocks). Before each rescan it tries to watch
@@ -25,7 +22,6 @@ import { isAbsolute, join } from "node:path";
 import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
 import { logger } from "../log/logging.ts";
-import { answerWithin, unreadableForNow } from "../config/file_systems.ts";
 
 export type { WatchEvent };
 
@@ -159,127 +155,6 @@ export class FolderWatcher {
       }
     }
     return undefined; // no folder at all: watch without the guard
-  }
-}
-
-/** Options of {@linkcode waitForFolder}. */
-export interface WaitForFolderOptions {
-  /** Job name, for messages. */
-  job: string;
-  /** Fail at once instead of waiting. */
-  once: boolean;
-  /** How often to look again while it does not exist. */
-  missingFolderRetryMs: number;
-  /** Stops the wait (resolves `false`). */
-  signal: AbortSignal;
-  /**
-   * Told why the folder cannot be looked at (it does not exist, or it did not
-   * answer within {@linkcode FOLDER_ANSWER_MS}: a share that stopped
-   * answering), and `null` once it is there and answered.
-   */
-  onSilent?: (reason: string | null) => void;
-}
-
-/** How long the look at the watch folder may take before it counts as not answering. */
-export const FOLDER_ANSWER_MS = 10_000;
-
-/**
- * Resolve `true` once `path` is a folder, checking every
- * `missingFolderRetryMs` (one warning while it is missing, one error while it
- * cannot be read: see {@linkcode unreadableForNow}; a look that does not
- * answer is said and waited for), or `false` when `signal` aborts first.
- *
- * @throws when `path` exists but is no folder, cannot be checked, or (with
- *   `once`) does not exist or cannot be read
- */
-export async function waitForFolder(path: string, options: WaitForFolderOptions): Promise<boolean> {
-  const { job, once, missingFolderRetryMs: retryMs, signal } = options;
-  let said: "missing" | "unreadable" | null = null;
-  while (!signal.aborted) {
-    let info: Deno.FileInfo | null = null;
-    let failure: unknown = null;
-    try {
-      info = await answered(Deno.stat(path), path, options);
-      if (info === null) return false;
-    } catch (error) {
-      failure = error;
-    }
-    if (info !== null) {
-      if (!info.isDirectory) throw new Error(`Cannot watch ${path}: it is not a folder`);
-      if (said !== null) options.onSilent?.(null);
-      if (said === "unreadable") {
-        logger("watch").info("Watch folder {path} can be read now", { job, path });
-      }
-      return true;
-    }
-    const missing = failure instanceof Deno.errors.NotFound;
-    if (!missing && (once || !unreadableForNow(failure))) throw failure;
-    if (once) {
-      throw new Error(
-        `Cannot watch ${path}: the folder does not exist (job ${job}); create it or fix watch_path`,
-      );
-    }
-    if (missing && said !== "missing") {
-      logger("watch").warn(
-        "Watch folder {path} does not exist yet; checking again every {seconds} s",
-        { job, path, seconds: retryMs / 1000 },
-      );
-      // Said where the job's state is shown (status, the page, /metrics): nothing is watched.
-      options.onSilent?.("it does not exist (a disk or share not mounted yet?)");
-    } else if (!missing && said !== "unreadable") {
-      const error = failure instanceof Error ? failure.message : String(failure);
-      logger("watch").error(
-        "Cannot read watch folder {path}: {error} (a share whose server or client is gone?); " +
-          "checking it again every {seconds} s",
-        { job, path, error, seconds: retryMs / 1000 },
-      );
-      options.onSilent?.(error);
-    }
-    said = missing ? "missing" : "unreadable";
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, retryMs);
-      signal.addEventListener("abort", done, { once: true });
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-    });
-  }
-  return false;
-}
-
-/**
- * What `look` gives; on a share that stopped answering, said once it has not
- * answered within {@linkcode FOLDER_ANSWER_MS}, and waited for (no second
- * look is started) until it answers, or `null` when `signal` aborts first.
- */
-async function answered<T>(
-  look: Promise<T>,
-  path: string,
-  { job, signal, onSilent }: WaitForFolderOptions,
-): Promise<T | null> {
-  const quick = await answerWithin(look, FOLDER_ANSWER_MS);
-  if (quick !== null) return quick;
-  const reason = `no answer within ${FOLDER_ANSWER_MS / 1000} s`;
-  logger("watch").error(
-    "Cannot read watch folder {path}: {error} (a share whose server stopped answering?); " +
-      "the job waits for it",
-    { job, path, error: reason },
-  );
-  onSilent?.(reason);
-  let back = false;
-  try {
-    const value = await new Promise<T | null>((resolve, reject) => {
-      look.then(resolve, reject);
-      signal.addEventListener("abort", () => resolve(null), { once: true });
-    });
-    back = value !== null;
-    return value;
-  } finally {
-    onSilent?.(null);
-    // Said as its ERROR was: the same words as a polled folder that answers again.
-    if (back) logger("watch").info("Watch folder {path} can be read again", { job, path });
   }
 }
 

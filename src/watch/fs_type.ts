@@ -342,3 +342,26 @@ export function decideWatch(
       `file events and ${every} (${on} is a network or FUSE file system: files written by other machines raise no events)`,
   };
 }
+
+/** The kind of file system a folder is on, as far as it is known without asking the folder. */
+export interface KnownKind {
+  /** Its name (`ext4`, `nfs4`, `fuse.sshfs`), or `null` where only local or remote is known. */
+  type: string | null;
+  remote: boolean;
+}
+
+/**
+ * What is known of the file system of `path` without a look at it (which a share that stopped
+ * answering would hold): the network and FUSE mounts read at start, else the kind remembered
+ * from an earlier run (`remembered`), else a local disk where the mounts were read and it lies
+ * under none; `null` where nothing is known.
+ */
+export function knownKindOf(path: string, remembered: KnownKind | null = null): KnownKind | null {
+  const mount = networkMountOf(path, networkMounts, Deno.build.os) ??
+    (Deno.build.os === "windows" && uncShare(path) !== null
+      ? { type: "smb", point: "", source: "" }
+      : null);
+  if (mount !== null) return { type: mount.type, remote: true };
+  if (remembered !== null) return remembered;
+  return networkMounts === null ? null : { type: null, remote: false };
+}

@@ -36,7 +36,7 @@
  */
 import { logger } from "../log/logging.ts";
 import { answerWithin } from "../config/file_systems.ts";
-import { FOLDER_ANSWER_MS } from "./folder_watcher.ts";
+import { FOLDER_ANSWER_MS } from "./folder_wait.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { type FileSystemInfo, fileSystemOf, magicOf } from "./fs_type.ts";
 import {

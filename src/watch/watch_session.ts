@@ -19,9 +19,9 @@ import {
   FallbackRescans,
   FolderWatcher,
   type GatheredEvent,
-  waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
+import { waitForFolder } from "./folder_wait.ts";
 import { LostEvents, type LostEventsOptions, parentOf } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
@@ -328,9 +328,9 @@ export class WatchSession {
   }
 
   #waitForFolder(): Promise<boolean> {
-    const signal = this.#closing.signal;
+    const signal = this.#closing.signal, how = () => this.#how; // A late look: said for its kind.
     const onSilent = (reason: string | null) => this.#silent = reason;
-    return waitForFolder(this.#options.root, { ...this.#options, signal, onSilent });
+    return waitForFolder(this.#options.root, { ...this.#options, signal, onSilent, how });
   }
 
   /** Watch the folder (from a worker thread); resolves once it is in place, with whether it is. */
