@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { logger } from "../log/logging.ts";
+import { logger, quoteIfUnsafe } from "../log/logging.ts";
 import type { FileFilter, Skip } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
@@ -221,8 +221,8 @@ export class MissedFiles {
   #warn(count: number, folders: string[]): void {
     if (count === 0) return;
     logger("watch").warn(
-      "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
-      { job: this.#job, count, folders },
+      "The watcher missed {count} new file(s) in {inFolders}; found them by reading the folders again",
+      { job: this.#job, count, ...folderWords(folders) },
     );
     this.#onLost?.();
   }
@@ -327,6 +327,24 @@ export class LostEvents {
       });
     });
   }
+}
+
+/** How many folders a line names before it says how many more there are. */
+export const FOLDERS_NAMED = 3;
+
+/**
+ * Folders (absolute) as a line says them: the one folder, or how many and the first
+ * {@linkcode FOLDERS_NAMED} (`50 folders: /w/f07, /w/f08, /w/f09 and 47 more`), each quoted where
+ * it holds a control character; with every folder and their count as properties (the JSON log
+ * has them all).
+ */
+export function folderWords(
+  folders: string[],
+): { inFolders: string; folders: string[]; folderCount: number } {
+  const named = folders.slice(0, FOLDERS_NAMED).map(quoteIfUnsafe).join(", ");
+  const more = folders.length > FOLDERS_NAMED ? ` and ${folders.length - FOLDERS_NAMED} more` : "";
+  const inFolders = folders.length === 1 ? named : `${folders.length} folders: ${named}${more}`;
+  return { inFolders, folders, folderCount: folders.length };
 }
 
 /** The folder a relative path is in (`""` = the root). */

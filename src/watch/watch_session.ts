@@ -22,7 +22,7 @@ import {
   type WatchEvent,
 } from "./folder_watcher.ts";
 import { waitForFolder } from "./folder_wait.ts";
-import { LostEvents, type LostEventsOptions, parentOf } from "./missed_events.ts";
+import { folderWords, LostEvents, type LostEventsOptions, parentOf } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -116,8 +116,8 @@ export class WatchSession {
       polled: () => this.#polls !== undefined,
       onUnwatched: (folders) =>
         void this.#rewatch(
-          "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
-          { folders },
+          "New files in {inFolders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
+          folderWords(folders),
         ),
     });
     this.#fallback = new FallbackRescans({

@@ -288,6 +288,31 @@ Deno.test("MissedFiles: overdue files are said at once; a fresh file only when i
   }
 });
 
+Deno.test("MissedFiles: a warning over many folders names how many and the first three, in words, no JSON list; every folder stays a property for the JSON log", async () => {
+  const logs = await captureLogs();
+  const missed = new MissedFiles("test", "/watch", 200);
+  try {
+    const folders = Array.from({ length: 50 }, (_, i) => `flood/f${String(i).padStart(2, "0")}`);
+    missed.found({ found: 12303, overdue: 12303, fresh: [], unwatched: [] }, folders);
+    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"]);
+    const records = logs.records.filter((r) => String(r.rawMessage).includes("missed"));
+    const text = records.map((r) =>
+      r.message.map((part, i) => i % 2 === 0 ? part : String(part)).join("")
+    );
+    // Before: `in ["/watch/flood/f00","/watch/flood/f01", ... 50 paths]`, 1,722 characters.
+    assert.deepEqual(text, [
+      "The watcher missed 12303 new file(s) in 50 folders: /watch/flood/f00, /watch/flood/f01, " +
+      "/watch/flood/f02 and 47 more; found them by reading the folders again",
+      "The watcher missed 1 new file(s) in /watch/night; found them by reading the folders again",
+    ]);
+    assert.equal(records[0].properties.folderCount, 50);
+    assert.equal((records[0].properties.folders as string[]).length, 50);
+  } finally {
+    missed.close();
+    await logs.stop();
+  }
+});
+
 Deno.test("LostEvents: a loss found is told at once, and again with the next read after the watcher was quiet (events queued ahead of it handled by then), then no more", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
   const logs = await captureLogs();
