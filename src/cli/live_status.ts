@@ -108,7 +108,7 @@ export function formatLive(live: LiveStatus): string[] {
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
         `pending ${q.observing + q.planning + q.queued + (q.unrecorded ?? 0)}` +
         (q.observing > 0 ? ` (${q.observing} not complete yet${cannotLook(job.unreadable)})` : "") +
-        `, sending ${q.sending}, ` +
+        `, sending ${sendingWords(q.sending, job.transfers)}, ` +
         `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
     );
     if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
@@ -143,6 +143,16 @@ export function formatLive(live: LiveStatus): string[] {
     }
   }
   return lines;
+}
+
+/**
+ * The files being sent and the transfers they go in (each transfer a batch of one or more files,
+ * at most `max_concurrent_transfers` at once): `256 file(s) in 4 transfer(s)`; only the files
+ * where the daemon does not say how many transfers (an older one).
+ */
+export function sendingWords(files: number, transfers: number | undefined): string {
+  if (files === 0 || transfers === undefined) return String(files);
+  return `${files} file(s) in ${transfers} transfer(s)`;
 }
 
 /** Of the files not complete yet, those that cannot be looked at now (`count`; none from an older daemon). */

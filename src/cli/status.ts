@@ -245,7 +245,11 @@ async function showStatus(
         // With no daemon running it (none, or a reload removed it), a file `transferring` was cut
         // off: the next start of the job resumes it.
         const cut = state === "transferring" && (!daemon.running || notRun);
-        return `${cut ? "interrupted" : state} ${n}`;
+        // Rows taken into the batches under way: files, sent a few transfers at a time.
+        const batched = state === "transferring" && !cut && n > 0;
+        return `${cut ? "interrupted" : state} ${n}${
+          batched ? " (files in the batches being sent)" : ""
+        }`;
       }).join(", ");
       // Hooks owed: waiting for a free slot, or (no daemon running) run at the next start.
       const hooks = owed.filter(ofJob).reduce((sum, c) => sum + c.count, 0);

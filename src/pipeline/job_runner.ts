@@ -252,6 +252,7 @@ export class JobRunner {
       queue,
       oldestWaitingSince: this.#table.oldestFoundAt,
       inFlight: this.#table.inFlight(),
+      transfers: this.#batches.size,
       rateBytesPerSecond: this.#status.rate(),
       sent: this.summary.sent,
       failed: queue.failed,

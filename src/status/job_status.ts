@@ -60,6 +60,9 @@ export interface JobSnapshot {
   /** Since when the longest-waiting file in motion (the file table's) waits (ms since epoch), or `null`. */
   oldestWaitingSince: number | null;
   inFlight: InFlight[];
+  /** Transfers (batches, each of one or more of `inFlight`'s files) under way, at most the job's
+   * `max_concurrent_transfers`. */
+  transfers: number;
   /** Bytes per second delivered over the last {@linkcode RATE_WINDOW_MS} (the current rate). */
   rateBytesPerSecond: number;
   /** Files sent since this runner started. */

@@ -175,7 +175,8 @@ function render(s) {
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending",
           q.observing ? " (" + q.observing + " not complete yet" + (j.unreadable ? ", " + j.unreadable +
             " of them cannot be looked at now: the log says why" : "") + ")" : ""),
-        el("span", {}, el("b", {}, q.sending), " sending"),
+        el("span", {}, el("b", {}, q.sending), q.sending && j.transfers !== undefined
+          ? " file(s) sending in " + j.transfers + " transfer(s)" : " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, q.failed), " gave up"),
         el("span", {}, el("b", {}, j.sent), " sent this run"),

@@ -26,6 +26,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     },
     oldestWaitingSince: job === "cam1" ? 1_700_000_000_000 - 90_500 : null,
     inFlight: [],
+    transfers: 0,
     rateBytesPerSecond: 0,
     sent: 0,
     failed: job === "cam1" ? 4 : 0,
