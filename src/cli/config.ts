@@ -17,7 +17,7 @@ import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { answerWithin, unreadableForNow } from "../config/file_systems.ts";
 import { fileInPlaceOfFolder, otherOsPathProblem, resolveConfigPath } from "../config/paths.ts";
-import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
+import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/pause_windows.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
 import { dirname, join } from "node:path";

@@ -23,7 +23,7 @@ import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
-import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
+import { pausedAt, windowEnd } from "../pipeline/pause_windows.ts";
 import { closedOnStop, createTransport, type Transport } from "../transfer/transport.ts";
 import { sameFile } from "../transfer/keep_others.ts";
 import { createFileFilter } from "../watch/file_filter.ts";

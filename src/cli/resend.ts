@@ -26,7 +26,7 @@ import { relativeTo } from "../watch/entry_check.ts";
 import { matcher } from "../watch/file_filter.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import type { Config, JobConfig } from "../config/types.ts";
-import { pausedAt } from "../pipeline/schedules.ts";
+import { pausedAt } from "../pipeline/pause_windows.ts";
 import { type DaemonStatus, daemonStatus } from "./daemon_state.ts";
 import { askDaemon, type LiveStatus } from "./live_status.ts";
 import { PAUSED_FROM_PAGE } from "../status/job_status.ts";

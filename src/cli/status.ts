@@ -36,7 +36,7 @@ import { quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { readablePath, readableText } from "../watch/readable_names.ts";
-import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
+import { pausedAt, windowEnd } from "../pipeline/pause_windows.ts";
 import { nextTry } from "../status/next_try.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 

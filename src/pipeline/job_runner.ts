@@ -28,7 +28,7 @@ import { SpaceGuard } from "./space_guard.ts";
 import { DestinationPause, downKind } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
-import { windowEnd } from "./schedules.ts";
+import { windowEnd } from "./pause_windows.ts";
 import { PatternSkips, type SkipsSaid } from "./reload_changes.ts";
 import type { FinishingHooks } from "./hooks.ts";
 

@@ -15,116 +15,17 @@ import { programProblem } from "./user_programs.ts";
 import type { FinishingHooks } from "./hooks.ts";
 import { writeNightReport } from "./night_report.ts";
 import { onClockStep, repeatEvery } from "./retry_timer.ts";
-
-/** One `schedules` entry as the schema returns it. */
-export type ScheduleEntry = JobConfig["schedules"][number];
-
-/** The time zone an entry's cron expression is read in (`undefined`: the system's). */
-export function scheduleTimeZone(entry: ScheduleEntry, job: JobConfig): string | undefined {
-  return entry.timezone || job.night_timezone || undefined;
-}
-
-/** What is wrong with schedules that {@linkcode pausesForGood}. */
-export const PAUSES_FOR_GOOD = "pause transfers but none resumes them: once paused, only Resume " +
-  "on the status page sends files again; add an entry with action: resume";
-
-/** Whether two configs of a job have the same pause windows (pause and resume times). */
-export function samePauseWindows(a: JobConfig, b: JobConfig): boolean {
-  const windows = (job: JobConfig) =>
-    JSON.stringify(
-      job.schedules.filter((entry) => entry.action === "pause" || entry.action === "resume")
-        .map((entry) => [entry.cron, entry.action, scheduleTimeZone(entry, job)]),
-    );
-  return windows(a) === windows(b);
-}
-
-/** Whether `job`'s schedules pause transfers and none resumes them. */
-export function pausesForGood(job: JobConfig): boolean {
-  const actions = new Set(job.schedules.map((entry) => entry.action));
-  return actions.has("pause") && !actions.has("resume");
-}
-
-/** When a cron `entry` fires next after `after` (`null` for an interval entry or never). */
-export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): Date | null {
-  if (entry.cron === undefined) return null;
-  const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
-  try {
-    return cron.nextRun(after);
-  } finally {
-    cron.stop();
-  }
-}
-
-/**
- * Until when `job`, inside a pause window of its schedules at `now`, stays paused, in words:
- * `until its resume at 2024-03-16 06:00 +01:00` (the first of its cron `resume` entries to come),
- * `until its next resume` (an `every_seconds` one), or `until Resume on the status page`.
- */
-export function windowEnd(job: JobConfig, now: Date = new Date()): string {
-  const entries = job.schedules.filter((entry) => entry.action === "resume");
-  const resumes = entries.flatMap((entry) => {
-    const at = nextCronRun(entry, job, now);
-    return at === null ? [] : [{ at, zone: scheduleTimeZone(entry, job) }];
-  }).sort((a, b) => a.at.getTime() - b.at.getTime());
-  if (resumes.length > 0) return `until its resume at ${zonedTime(resumes[0].at, resumes[0].zone)}`;
-  return entries.length > 0 ? "until its next resume" : "until Resume on the status page";
-}
-
-/**
- * `at` as the wall clock of `timeZone` (the system's when `undefined`) with its
- * offset from UTC, e.g. `2024-03-31 03:00 +02:00`; seconds only when not 0.
- */
-export function zonedTime(at: Date, timeZone: string | undefined): string {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "numeric",
-    day: "numeric",
-    hour: "numeric",
-    minute: "numeric",
-    second: "numeric",
-  }).formatToParts(at);
-  const field = (type: Intl.DateTimeFormatPartTypes) =>
-    Number(parts.find((part) => part.type === type)?.value);
-  const [year, month, day] = [field("year"), field("month"), field("day")];
-  const [hour, minute, second] = [field("hour"), field("minute"), field("second")];
-  const wall = Date.UTC(year, month - 1, day, hour, minute, second);
-  const offset = Math.round((wall - Math.floor(at.getTime() / 1000) * 1000) / 60_000);
-  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
-  const sign = offset < 0 ? "-" : "+";
-  const seconds = second === 0 ? "" : `:${pad(second)}`;
-  return `${pad(year, 4)}-${pad(month)}-${pad(day)} ${pad(hour)}:${pad(minute)}${seconds} ` +
-    `${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
-}
-
-/** The latest cron time of `entry` at or before `at` (ms since epoch), or `null`. */
-export function lastCronTime(entry: ScheduleEntry, job: JobConfig, at: Date): number | null {
-  if (entry.cron === undefined) return null;
-  // Cron times are whole seconds, and croner finds those at least 1 s before the time it is
-  // given: from the next whole second, a time at `at` itself counts (a timer firing now).
-  const after = new Date(Math.floor(at.getTime() / 1000) * 1000 + 1000);
-  const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
-  const previous = cron.previousRuns(1, after)[0];
-  cron.stop();
-  return previous?.getTime() ?? null;
-}
-
-/**
- * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
- * time at or before it was a `pause`.
- */
-export function pausedAt(job: JobConfig, at: Date): boolean {
-  let latest: { at: number; pause: boolean } | null = null;
-  for (const entry of job.schedules) {
-    if (entry.action !== "pause" && entry.action !== "resume") continue;
-    const previous = lastCronTime(entry, job, at);
-    if (previous !== null && (latest === null || previous > latest.at)) {
-      latest = { at: previous, pause: entry.action === "pause" };
-    }
-  }
-  return latest?.pause ?? false;
-}
+import {
+  edgeAtSameTime,
+  lastCronTime,
+  nextCronRun,
+  pausedAt,
+  PAUSES_FOR_GOOD,
+  pausesForGood,
+  type ScheduleEntry,
+  scheduleTimeZone,
+  zonedTime,
+} from "./pause_windows.ts";
 
 /**
  * What one entry keeps while the config keeps it: the next schedules of a reload that leaves the
@@ -136,14 +37,29 @@ interface EntryRecord {
   /** The wall time (ms) since which its cron times are watched (`NaN` until it starts). */
   since: number;
   /**
-   * The cron time it last acted for (a clock set back does not bring it round again, but for a
-   * window's `pause` or `resume`).
+   * The cron times its action started at in this run, those of the last {@linkcode FIRED_KEPT}
+   * around the latest (a clock set back over one does not bring it round again, but for a
+   * window's `pause` or `resume`); a time it never started at, before the daemon started or
+   * skipped as still running, is not among them.
    */
-  actedAt: number;
+  fired: number[];
   /** `every_seconds`: when it is due next, on the `performance.now()` clock (`NaN` until it starts). */
   dueAt: number;
   /** Its action under way (a command may be one started before a reload), or `null`. */
   running: Promise<void> | null;
+}
+
+/**
+ * How far from the latest the fire times an entry remembers go (the longest step back of a clock
+ * that is believed: a day, and an hour for a DST change), and at most how many (a day of minutes).
+ */
+const FIRED_KEPT = { ms: 25 * 3_600_000, count: 1500 };
+
+/** Remember in `record` that its action started at cron time `at`. */
+function keepFired(record: EntryRecord, at: number): void {
+  record.fired = record.fired.filter((time) => time !== at && Math.abs(time - at) <= FIRED_KEPT.ms);
+  record.fired.push(at);
+  if (record.fired.length > FIRED_KEPT.count) record.fired.shift();
 }
 
 /** {@linkcode EntryRecord.key} of `entry` in `job`. */
@@ -219,7 +135,7 @@ export class JobSchedules {
       const key = entryKey(entry, context.job);
       const kept = left.findIndex((record) => record.key === key);
       if (kept >= 0) return left.splice(kept, 1)[0];
-      return { key, since: NaN, actedAt: -Infinity, dueAt: NaN, running: null };
+      return { key, since: NaN, fired: [], dueAt: NaN, running: null };
     });
   }
 
@@ -254,13 +170,18 @@ export class JobSchedules {
       const record = this.#records[index];
       const kept = !Number.isNaN(record.since);
       if (!kept) record.since = Date.now();
-      const fire = () => this.#fire(index, entry);
+      const fire = () => void this.#fire(index, entry);
       if (entry.cron !== undefined) {
-        const once = () => void (this.#firstAt(index, entry) && fire());
+        const once = () => {
+          const at = lastCronTime(entry, job, new Date());
+          if (this.#firstAt(index, entry, at) && this.#fire(index, entry) && at !== null) {
+            keepFired(record, at);
+          }
+        };
         this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, once));
         // Its time came while no timer watched it (the reload stopped one, started the other).
         const missed = lastCronTime(entry, job, new Date());
-        if (kept && missed !== null && missed >= record.since && missed > record.actedAt) {
+        if (kept && missed !== null && missed >= record.since && !record.fired.includes(missed)) {
           const at = zonedTime(new Date(missed), scheduleTimeZone(entry, job));
           const fields = { index, action: entry.action, at };
           this.#log.info(
@@ -319,18 +240,16 @@ export class JobSchedules {
   }
 
   /**
-   * Whether a cron entry has not acted at its time now (a clock set back brings it round again).
-   * A window's `pause` or `resume` acts again: it sets what the window gives for now (`#act`),
-   * and, skipped, would leave the job as the later times it acted at left it.
+   * Whether a cron entry has not acted at its time now, `at`, in this run (a clock set back over
+   * a time it acted at brings that time round again). A window's `pause` or `resume` acts again:
+   * it sets what the window gives for now (`#act`), and, skipped, would leave the job as the
+   * later times it acted at left it.
    */
-  #firstAt(index: number, entry: ScheduleEntry): boolean {
-    const record = this.#records[index];
-    const at = lastCronTime(entry, this.#context.job, new Date());
+  #firstAt(index: number, entry: ScheduleEntry, at: number | null): boolean {
     const windowEdge = entry.action === "pause" || entry.action === "resume";
-    if (at !== null && at <= record.actedAt && !windowEdge) {
+    if (at !== null && this.#records[index].fired.includes(at) && !windowEdge) {
       return this.#skipped(index, entry, "done at this time already (the clock was set back)");
     }
-    if (at !== null) record.actedAt = at;
     return true;
   }
 
@@ -341,9 +260,10 @@ export class JobSchedules {
     return false;
   }
 
-  #fire(index: number, entry: ScheduleEntry): void {
+  /** Start entry `index`'s action; `false` when it is still running from an earlier time. */
+  #fire(index: number, entry: ScheduleEntry): boolean {
     const record = this.#records[index];
-    if (record.running !== null) return void this.#skipped(index, entry, "still running");
+    if (record.running !== null) return this.#skipped(index, entry, "still running");
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
       const stop = this.#stopping.signal; // Counted unless the stop ended it (even as it comes).
       if (!stop.aborted || (error !== stop.reason && error?.name !== "AbortError")) {
@@ -361,6 +281,7 @@ export class JobSchedules {
     });
     record.running = run;
     this.#running.set(run, { index, entry });
+    return true;
   }
 
   #clockStepped(byMs: number): void {
@@ -373,6 +294,24 @@ export class JobSchedules {
     );
     if (inside) this.#context.pause();
     else this.#context.resume();
+  }
+
+  /**
+   * Why a window's `pause` or `resume` (entry `index`, at a cron time now) does not hold: a later
+   * edge passed (a clock stepped ahead), or the clocks going forward put it at the time of an edge
+   * of the other kind, and that day's window between them does not exist (see `pause_windows.ts`).
+   */
+  #notNow(index: number, entry: ScheduleEntry): string {
+    const { job } = this.#context;
+    const now = new Date();
+    const other = edgeAtSameTime(job, index, now);
+    if (other === null) return "the clock passed a later pause or resume time";
+    const at = zonedTime(new Date(lastCronTime(entry, job, now)!), scheduleTimeZone(entry, job));
+    const pause = entry.action === "pause";
+    return `the clocks go forward today, which puts this ${entry.action} and the ` +
+      `${job.schedules[other].action} of schedule ${other} at one time, ${at}: there is no ` +
+      `${pause ? "pause" : "transfer"} window between them today, and transfers ` +
+      (pause ? "go on" : "stay paused");
   }
 
   async #act(index: number, entry: ScheduleEntry): Promise<void> {
@@ -391,7 +330,7 @@ export class JobSchedules {
         // A clock stepped ahead over several window edges fires each late, in no useful order:
         // the latest edge before now holds (an `every_seconds` entry has none: it always acts).
         if (entry.cron !== undefined && pausedAt(job, new Date()) !== (entry.action === "pause")) {
-          return void this.#skipped(index, entry, "the clock passed a later pause or resume time");
+          return void this.#skipped(index, entry, this.#notNow(index, entry));
         }
         // Paused or resumed already (a step of the clock into or out of the window said so, or
         // an `every_seconds` entry's earlier time): said at debug level.

@@ -145,6 +145,40 @@ Deno.test("a wall clock set back past a cron time that has fired: the entry does
   }
 });
 
+Deno.test("a wall clock set back past the daemon's start: cron times it never ran at run, not skipped as done", async () => {
+  // Every 5 s (six fields, UTC): the trial's every-minute command, faster.
+  await using box = await cliSandbox({
+    status_listen: "",
+    schedules: [{
+      cron: "*/5 * * * * *",
+      timezone: "UTC",
+      action: "command",
+      command: ["/usr/bin/true"],
+    }],
+  });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  const done = "Schedule 0 of job default: command /usr/bin/true done";
+  const said = (text: string) => daemon.stderr().split(text).length - 1;
+  try {
+    await daemon.waitForOutput(done, 120_000);
+    // NTP corrects a clock 3 h fast: the times of the 3 h before the start come round, and the
+    // entry never ran at them.
+    await clock.step("-3h");
+    const before = said(done);
+    const skipped = /\(command\) skipped: done at this time already/;
+    // Before the fix it was skipped at each of them, said as done already (for 3 h).
+    await waitFor(
+      () => skipped.test(daemon.stderr()) || said(done) >= before + 2,
+      120_000,
+      "the entry acting, or skipped, after the step",
+    );
+    assert.doesNotMatch(daemon.stderr(), skipped);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
 Deno.test("a wall clock set back an hour: /api/status counts the files that arrive after it", async () => {
   await using box = await cliSandbox();
   const port = freePort();
