@@ -155,7 +155,8 @@ const EDGE_TIMES_COMPARED = 400;
 
 /**
  * The first `pause` and `resume` cron entries of `job`'s schedules that come at a same time (each
- * in its time zone), as their indexes in order; `null` when none do. Each edge's next
+ * in its time zone, both written for it: not one only because the clocks going forward moved one
+ * onto the other), as their indexes in order; `null` when none do. Each edge's next
  * {@linkcode EDGE_TIMES_COMPARED} times are looked at in the other, so the rarer of the two is
  * followed for years. An entry that is not valid itself is left to its own message.
  */
@@ -174,9 +175,11 @@ function pauseAndResumeTogether(job: JobValues): [number, number] | null {
     }];
   });
   const from = new Date();
+  // Only times both are written for: one the clocks going forward move onto the other (a pause
+  // at 02:00, the resume at 03:00) has a meaning (see `pipeline/pause_windows.ts`).
   const meet = (a: Cron, b: Cron) =>
     [[a, b], [b, a]].some(([walked, other]) =>
-      walked.nextRuns(EDGE_TIMES_COMPARED, from).some((at) => other.match(at))
+      walked.nextRuns(EDGE_TIMES_COMPARED, from).some((at) => walked.match(at) && other.match(at))
     );
   for (const pause of edges.filter((edge) => edge.pause)) {
     for (const resume of edges.filter((edge) => !edge.pause)) {

@@ -163,6 +163,38 @@ Deno.test("a pause and a resume at a same cron time are refused by config valida
   });
 });
 
+Deno.test("a pause at 02:00 and its resume at 03:00 in a zone whose clocks skip that hour pass config validate; the same time every day is still refused", async () => {
+  await withHome(async (home) => {
+    await Deno.mkdir(join(home, "in"));
+    const file = join(home, "config.yaml");
+    const write = (pause: string, resume: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${JSON.stringify(join(home, "in"))}`,
+          `remote_base_path: ${JSON.stringify(join(home, "out"))}`,
+          "transfer_method: local",
+          "night_timezone: Europe/Berlin",
+          "schedules:",
+          `  - { cron: ${JSON.stringify(pause)}, action: pause }`,
+          `  - { cron: ${JSON.stringify(resume)}, action: resume }`,
+          "",
+        ].join("\n"),
+      );
+    // Before the fix: refused, as the spring day's 02:00 comes at 03:00.
+    for (const [pause, resume] of [["0 2 * * *", "0 3 * * *"], ["0 3 * * *", "0 2 * * *"]]) {
+      await write(pause, resume);
+      const result = await cli(home, ["-c", file, "config", "validate"]);
+      assert.equal(result.code, 0, result.stderr);
+    }
+    await write("0 3 * * *", "0 0 3 * * *");
+    assertConfigFailure(
+      await cli(home, ["-c", file, "config", "validate"]),
+      /schedules\[1\]\.cron: this resume comes at the same time as the pause of schedules\[0\]\.cron/,
+    );
+  });
+});
+
 /**
  * A writer of `home/config.yaml` for one job from `home/in` (made) to `remote_base_path` on
  * archive.example.org, with `lines` after `transfer_method` and an FTP password file for ftp;
