@@ -9,7 +9,12 @@ import { join } from "node:path";
 import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { JobSchedules } from "../../../src/pipeline/schedules.ts";
-import { nextCronRun, pausedAt, zonedTime } from "../../../src/pipeline/pause_windows.ts";
+import {
+  nextCronRun,
+  pausedAt,
+  windowEnd,
+  zonedTime,
+} from "../../../src/pipeline/pause_windows.ts";
 import { writeNightReport } from "../../../src/pipeline/night_report.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
@@ -478,6 +483,53 @@ Deno.test("schedules: a pause window holds from its pause to its resume, in the 
   assert.equal(pausedAt(windowed, new Date("2024-03-16T08:59:00Z")), true);
   assert.equal(pausedAt(windowed, new Date("2024-03-16T09:01:00Z")), false);
   assert.equal(pausedAt(job({}), new Date()), false);
+});
+
+Deno.test("schedules: a 02:00-03:00 window in Europe/Berlin: none the day the clocks skip 02:00 (the pause and resume meet at 03:00), three hours long the day they go back", () => {
+  const night = (pause: string, resume: string) =>
+    job({
+      night_timezone: "Europe/Berlin",
+      schedules: [{ cron: pause, action: "pause" }, { cron: resume, action: "resume" }],
+    });
+  const pauseWindow = night("0 2 * * *", "0 3 * * *");
+  // 2027-03-28: 01:59 CET is 00:59Z; 02:00 CET is 03:00 CEST, 01:00Z. Before the fix the pause,
+  // listed first, won the tie at 03:00: paused until the next day's 03:00.
+  for (const at of ["2027-03-28T00:59:00Z", "2027-03-28T01:00:00Z", "2027-03-28T05:00:00Z"]) {
+    assert.equal(pausedAt(pauseWindow, new Date(at)), false, at);
+  }
+  assert.equal(pausedAt(pauseWindow, new Date("2027-03-29T00:30:00Z")), true); // 02:30 CEST
+  assert.equal(pausedAt(pauseWindow, new Date("2027-03-29T01:00:00Z")), false); // 03:00 CEST
+  // The other way round (a transfer window 02:00-03:00): shut all that day.
+  const sendWindow = night("0 3 * * *", "0 2 * * *");
+  for (const at of ["2027-03-28T00:59:00Z", "2027-03-28T01:00:00Z", "2027-03-28T05:00:00Z"]) {
+    assert.equal(pausedAt(sendWindow, new Date(at)), true, at);
+  }
+  assert.equal(pausedAt(sendWindow, new Date("2027-03-29T00:30:00Z")), false);
+  assert.equal(
+    windowEnd(sendWindow, new Date("2027-03-27T12:00:00Z")),
+    "until its resume at 2027-03-29 02:00 +02:00",
+  );
+  // 2027-10-31: 02:00 CEST (00:00Z) pauses, once; 02:00 CET (01:00Z) comes again and passes;
+  // 03:00 CET (02:00Z) resumes.
+  const pause = pauseWindow.schedules[0];
+  const pauses = [new Date("2027-10-30T12:00:00Z")];
+  for (let i = 0; i < 2; i++) pauses.push(nextCronRun(pause, pauseWindow, pauses.at(-1)!)!);
+  assert.deepEqual(pauses.slice(1).map((at) => at.toISOString()), [
+    "2027-10-31T00:00:00.000Z",
+    "2027-11-01T01:00:00.000Z",
+  ]);
+  for (
+    const [at, paused] of [["2027-10-30T23:59:00Z", false], ["2027-10-31T00:30:00Z", true], [
+      "2027-10-31T01:30:00Z",
+      true,
+    ], ["2027-10-31T02:00:00Z", false]] as const
+  ) {
+    assert.equal(pausedAt(pauseWindow, new Date(at)), paused, at);
+  }
+  assert.equal(
+    windowEnd(pauseWindow, new Date("2027-10-31T01:30:00Z")),
+    "until its resume at 2027-10-31 03:00 +01:00",
+  );
 });
 
 Deno.test("schedules: a pause every_seconds acts beside a cron resume (no clock edge to be stale against)", async () => {
