@@ -179,6 +179,44 @@ Deno.test("a wall clock set back past the daemon's start: cron times it never ra
   }
 });
 
+Deno.test("the day the clocks go forward over a 02:00-03:00 pause window (Europe/Berlin): no pause that day, said at 03:00; files go on", async () => {
+  await using box = await cliSandbox({
+    status_listen: "",
+    night_timezone: "Europe/Berlin",
+    night_date_source: "now",
+    schedules: [{ cron: "0 2 * * *", action: "pause" }, { cron: "0 3 * * *", action: "resume" }],
+  });
+  const clock = await steppedWallClock(box.root, box.env);
+  // 45 s before 02:00 CET on 2027-03-28, when the clocks go to 03:00 CEST (01:00 UTC): time for
+  // the daemon to start, also on a busy machine.
+  await clock.step(`+${Math.round((Date.parse("2027-03-28T00:59:15Z") - Date.now()) / 1000)}s`);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  try {
+    await daemon.waitForOutput("Watching", 40_000);
+    // Before the fix the config was refused ("this resume comes at the same time as the pause").
+    await daemon.waitForOutput(
+      "Schedule 0 of job default (pause) skipped: the clocks go forward today, which puts this " +
+        "pause and the resume of schedule 1 at one time, 2027-03-28 03:00 +02:00: there is no " +
+        "pause window between them today, and transfers go on",
+      120_000,
+    );
+    const bytes = randomBytes(5000);
+    await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+    await waitFor(
+      async () =>
+        existsSync(box.dest) &&
+        (await listFiles(box.dest)).some((name) => name.endsWith("/a.fits")),
+      90_000,
+      "a.fits at the destination",
+    );
+    const sent = (await listFiles(box.dest)).find((name) => name.endsWith("/a.fits"))!;
+    assert.deepEqual(await Deno.readFile(join(box.dest, sent)), bytes);
+    assert.doesNotMatch(daemon.stderr(), /Transfers of job default paused/);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
 Deno.test("a wall clock set back an hour: /api/status counts the files that arrive after it", async () => {
   await using box = await cliSandbox();
   const port = freePort();
