@@ -37,12 +37,12 @@ interface EntryRecord {
   /** The wall time (ms) since which its cron times are watched (`NaN` until it starts). */
   since: number;
   /**
-   * The cron times its action started at in this run, those of the last {@linkcode FIRED_KEPT}
-   * around the latest (a clock set back over one does not bring it round again, but for a
-   * window's `pause` or `resume`); a time it never started at, before the daemon started or
-   * skipped as still running, is not among them.
+   * The cron times its timer came for in this run (those within {@linkcode TIMES_KEPT} of the
+   * latest), each with whether its action started then (not: skipped as still running). A clock
+   * set back over a time it started at does not bring that time round again (but for a window's
+   * `pause` or `resume`); one it never started at, before the daemon started, runs.
    */
-  fired: number[];
+  times: Map<number, boolean>;
   /** `every_seconds`: when it is due next, on the `performance.now()` clock (`NaN` until it starts). */
   dueAt: number;
   /** Its action under way (a command may be one started before a reload), or `null`. */
@@ -50,16 +50,19 @@ interface EntryRecord {
 }
 
 /**
- * How far from the latest the fire times an entry remembers go (the longest step back of a clock
+ * How far from the latest the cron times an entry remembers go (the longest step back of a clock
  * that is believed: a day, and an hour for a DST change), and at most how many (a day of minutes).
  */
-const FIRED_KEPT = { ms: 25 * 3_600_000, count: 1500 };
+const TIMES_KEPT = { ms: 25 * 3_600_000, count: 1500 };
 
-/** Remember in `record` that its action started at cron time `at`. */
-function keepFired(record: EntryRecord, at: number): void {
-  record.fired = record.fired.filter((time) => time !== at && Math.abs(time - at) <= FIRED_KEPT.ms);
-  record.fired.push(at);
-  if (record.fired.length > FIRED_KEPT.count) record.fired.shift();
+/** Remember in `record` that its timer came for cron time `at`, and whether its action `started`. */
+function keepTime(record: EntryRecord, at: number, started: boolean): void {
+  for (const time of record.times.keys()) {
+    if (Math.abs(time - at) > TIMES_KEPT.ms) record.times.delete(time);
+  }
+  record.times.delete(at);
+  record.times.set(at, started);
+  if (record.times.size > TIMES_KEPT.count) record.times.delete(record.times.keys().next().value!);
 }
 
 /** {@linkcode EntryRecord.key} of `entry` in `job`. */
@@ -135,7 +138,7 @@ export class JobSchedules {
       const key = entryKey(entry, context.job);
       const kept = left.findIndex((record) => record.key === key);
       if (kept >= 0) return left.splice(kept, 1)[0];
-      return { key, since: NaN, fired: [], dueAt: NaN, running: null };
+      return { key, since: NaN, times: new Map(), dueAt: NaN, running: null };
     });
   }
 
@@ -174,14 +177,14 @@ export class JobSchedules {
       if (entry.cron !== undefined) {
         const once = () => {
           const at = lastCronTime(entry, job, new Date());
-          if (this.#firstAt(index, entry, at) && this.#fire(index, entry) && at !== null) {
-            keepFired(record, at);
-          }
+          if (!this.#firstAt(index, entry, at)) return;
+          const started = this.#fire(index, entry);
+          if (at !== null) keepTime(record, at, started);
         };
         this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, once));
         // Its time came while no timer watched it (the reload stopped one, started the other).
         const missed = lastCronTime(entry, job, new Date());
-        if (kept && missed !== null && missed >= record.since && !record.fired.includes(missed)) {
+        if (kept && missed !== null && missed >= record.since && !record.times.has(missed)) {
           const at = zonedTime(new Date(missed), scheduleTimeZone(entry, job));
           const fields = { index, action: entry.action, at };
           this.#log.info(
@@ -240,14 +243,15 @@ export class JobSchedules {
   }
 
   /**
-   * Whether a cron entry has not acted at its time now, `at`, in this run (a clock set back over
-   * a time it acted at brings that time round again). A window's `pause` or `resume` acts again:
+   * Whether a cron entry has not started its action at its time now, `at`, in this run (a clock
+   * set back over a time it started at brings that time round again; one it did not start at, as
+   * still running or before the daemon started, runs). A window's `pause` or `resume` acts again:
    * it sets what the window gives for now (`#act`), and, skipped, would leave the job as the
    * later times it acted at left it.
    */
   #firstAt(index: number, entry: ScheduleEntry, at: number | null): boolean {
     const windowEdge = entry.action === "pause" || entry.action === "resume";
-    if (at !== null && this.#records[index].fired.includes(at) && !windowEdge) {
+    if (at !== null && this.#records[index].times.get(at) === true && !windowEdge) {
       return this.#skipped(index, entry, "done at this time already (the clock was set back)");
     }
     return true;
