@@ -61,6 +61,12 @@ export function downKind(error: TransferError): DownKind {
   return failureScope(error) === "connection" ? "unreachable" : "failing";
 }
 
+/** How long an outage has lasted, in the line of a failed probe: `12 min on`, `for under a minute`. */
+function lasting(ms: number): string {
+  const minutes = Math.floor(ms / 60_000);
+  return minutes < 1 ? "for under a minute" : `${minutes} min on`;
+}
+
 /** What `status` shows of a pause (`daemon.json`), as the job's state on the page. */
 const PAUSE_STATES = {
   full: "destination full",
@@ -120,6 +126,8 @@ export class DestinationPause {
   /** Whether this pause said it is full (said once a pause). */
   #saidFull = false;
   #cancelTimer: (() => void) | undefined;
+  /** When the scheduled probe is due (the clock's ms). */
+  #dueAt = 0;
   #log: Logger;
 
   constructor(options: DestinationPauseOptions) {
@@ -131,6 +139,32 @@ export class DestinationPause {
       firstProbeMs: Math.min(options.firstProbeMs ?? probeEveryMs, probeEveryMs),
       clock: options.clock ?? systemClock,
     };
+  }
+
+  /**
+   * Go on from `former`'s pause: the pause of the runner a reload replaced with this one, sending
+   * to the same destination. The outage holds here as it was (since when, its failed probes and
+   * the reason last said, whether its return is still to be said); the next probe comes when
+   * `former`'s was due (one under way, stopped by the reload, is tried again at once), and nothing
+   * is said again: no file tries the destination meanwhile, none says the outage anew.
+   */
+  continueFrom(former: DestinationPause): void {
+    if (former.#state === "running") return;
+    this.#full = former.#full;
+    this.#down = former.#down;
+    this.#reported = former.#reported;
+    this.#refusedBytes = former.#refusedBytes;
+    this.#probes = { ...former.#probes };
+    this.#saidFull = former.#saidFull;
+    // Reported as this runner's once it is made (`daemon.json`: the pause and its since go on).
+    queueMicrotask(() => this.#reported && this.#options.onChange?.(this.#reported));
+    if (former.#state === "recovering") {
+      this.#state = "recovering";
+      this.#window = former.#window;
+    } else {
+      const wait = former.#state === "scheduled" ? former.#dueAt - this.#options.clock.now() : 0;
+      this.#schedule(Math.max(0, wait));
+    }
   }
 
   /** Whether the job is paused (probing or recovering). */
@@ -242,12 +276,12 @@ export class DestinationPause {
     this.#log.warn(
       `The destination {target} still ${
         kind === "failing" ? "takes no file" : "cannot be reached"
-      }, {minutes} min on ({probes} probe(s) failed): {reason}. Job {job} stays paused; one file is tried every {seconds} s (said again when the reason changes, else every {every} min)`,
+      }, {lasting} ({probes} probe(s) failed): {reason}. Job {job} stays paused; one file is tried every {seconds} s (said again when the reason changes, else every {every} min)`,
       {
         job,
         target,
         reason,
-        minutes: Math.floor((now - probes.since) / 60_000),
+        lasting: lasting(now - probes.since),
         probes: probes.failed,
         seconds: probeEveryMs / 1000,
         every: PROBE_REMINDER_MS / 60_000,
@@ -367,6 +401,7 @@ export class DestinationPause {
 
   #schedule(inMs = this.#options.probeEveryMs): void {
     this.#state = "scheduled";
+    this.#dueAt = this.#options.clock.now() + inMs;
     this.#cancelTimer?.();
     this.#cancelTimer = this.#options.clock.setTimer(() => {
       this.#cancelTimer = undefined;

@@ -138,6 +138,8 @@ export class JobRunner {
       onChange: options.onPauseChange,
       onBack: () => status.reachable(), // Reachable, though the file that ended the pause waits.
     });
+    // A reload that rebuilt the job: its destination's outage goes on (not said nor tried anew).
+    if (options.replaces?.target === this.target) this.#pause.continueFrom(options.replaces.#pause);
     this.#space = new SpaceGuard({
       job,
       target: transport.describeTarget(""),

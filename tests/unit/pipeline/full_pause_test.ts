@@ -493,7 +493,7 @@ Deno.test("DestinationPause: failed probes of a destination that cannot be reach
     assert.deepEqual(lines(), [], "the pause's own line is an ERROR");
     probeFails("a.fits", "connection refused");
     assert.deepEqual(lines(), [
-      "The destination ftp://obs@freya/data still cannot be reached, 0 min on (1 probe(s) failed): " +
+      "The destination ftp://obs@freya/data still cannot be reached, for under a minute (1 probe(s) failed): " +
       "Cannot send /watch/a.fits: connection refused. Job test stays paused; one file is tried " +
       "every 10 s (said again when the reason changes, else every 10 min)",
     ]);
@@ -521,7 +521,10 @@ Deno.test("DestinationPause: failed probes of a destination that cannot be reach
     assert.equal(pause.ended(true, 1, true), true);
     outage();
     probeFails("a.fits", "connection refused");
-    assert.match(lines()[4], /, 0 min on \(1 probe\(s\) failed\): Cannot send \/watch\/a\.fits: /);
+    assert.match(
+      lines()[4],
+      /, for under a minute \(1 probe\(s\) failed\): Cannot send \/watch\/a\.fits: /,
+    );
     // A full destination is said once, never per probe.
     probeFails("a.fits", "connection refused");
     clock.advance(clock.nextTimerAt - clock.now());
