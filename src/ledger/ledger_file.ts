@@ -24,7 +24,7 @@ import { dirname, join } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
 import { logger } from "../log/logging.ts";
-import { whyUnwritable } from "./state_files.ts";
+import { EARLIER_NAMES_KEY, ID_DUE, LAST_SCHEMA_WITHOUT_ID, whyUnwritable } from "./state_files.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
@@ -86,6 +86,7 @@ export function migrateLedger(
     );
   }
   let version = assertLedgerReadable(db, path);
+  const from = version;
   if (version >= 1 && version < LEDGER_SCHEMA_VERSION) {
     logger("ledger").info(
       "Upgrading the ledger {path} from schema version {from} to {to}, once (a long history takes a while; stopped meanwhile, it is done again at the next start)",
@@ -102,6 +103,7 @@ export function migrateLedger(
         if (typeof step === "string") db.exec(step);
         else step(db);
         version += 1;
+        if (from >= 1 && version === LAST_SCHEMA_WITHOUT_ID + 1) noIdYet(db);
         db.exec(`PRAGMA user_version = ${version}`);
       }
       db.exec("COMMIT");
@@ -113,6 +115,12 @@ export function migrateLedger(
       throw error;
     }
   }
+}
+
+/** Record, upgrading, that the install ran a version without an id (see `EARLIER_NAMES_KEY`). */
+function noIdYet(db: DatabaseSync): void {
+  db.prepare("INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?, ?)")
+    .run(EARLIER_NAMES_KEY, ID_DUE);
 }
 
 /** One migration step: SQL, or a function run inside the step's transaction. */

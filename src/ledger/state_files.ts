@@ -46,6 +46,20 @@ export const SENDER_ID_FILE = "sender_id";
 /** The ledger key that kept {@linkcode senderId} before it had its own file (read once). */
 const LEDGER_KEY = "sender_id";
 
+/**
+ * The ledger key that says the install ran a version from before it had an id (a ledger of
+ * schema {@linkcode LAST_SCHEMA_WITHOUT_ID} or older, upgraded): the upload folders and temporary
+ * copies of the earlier naming, by the host name (`hostJobOwner`), are its own, resumed and
+ * removed as those of its id. {@linkcode ID_DUE} until the id is made, then {@linkcode ID_MADE}.
+ */
+export const EARLIER_NAMES_KEY = "earlier_names_own";
+/** The value of {@linkcode EARLIER_NAMES_KEY} written by the upgrade: no id was made yet. */
+export const ID_DUE = "id_due";
+/** The value of {@linkcode EARLIER_NAMES_KEY} once the first id was made. */
+const ID_MADE = "id_made";
+/** The last ledger schema of the versions that had no id (6 came before the id, 7 after it). */
+export const LAST_SCHEMA_WITHOUT_ID = 5;
+
 /** An id: 96 random bits, as 24 lowercase hex digits. */
 const SENDER_ID = /^[0-9a-f]{24}$/;
 
@@ -108,11 +122,27 @@ export function senderId(
     return known;
   }
   held.set(resolve(stateDir), written.id);
-  if (known === null && "unusable" in found) madeAnew(path, found.unusable);
-  if (known === null && "missing" in found && ranBefore(options.ledger)) {
+  // The install's first id after an upgrade from a version without one: nothing was lost.
+  if (known !== null || firstId(options.ledger)) return written.id;
+  if ("unusable" in found) madeAnew(path, found.unusable);
+  if ("missing" in found && ranBefore(options.ledger)) {
     madeAnew(path, "was missing, although the ledger beside it records files of earlier runs");
   }
   return written.id;
+}
+
+/**
+ * Whether the id is the install's first, made after an upgrade from a version without one (see
+ * {@linkcode EARLIER_NAMES_KEY}: nothing was lost, nothing is said); recorded as made.
+ */
+function firstId(ledger: Ledger | null | undefined): boolean {
+  try {
+    if (ledger?.meta(EARLIER_NAMES_KEY) !== ID_DUE) return false;
+    ledger.setMeta(EARLIER_NAMES_KEY, ID_MADE);
+    return true;
+  } catch {
+    return false; // Unreadable or unwritable: said as a missing id (the ledger says its trouble).
+  }
 }
 
 /**
@@ -155,6 +185,7 @@ export function senderIdTrouble(
   if ("id" in found) return null;
   if ("missing" in found) {
     if (options.daemonRuns || !ranBefore(options.ledger)) return null;
+    if (options.ledger?.meta(EARLIER_NAMES_KEY) === ID_DUE) return null; // Upgraded: a first id.
     if (SENDER_ID.test(options.ledger?.meta(LEDGER_KEY) ?? "")) return null;
     return `${path} is missing, although the ledger beside it records files of earlier runs: ` +
       `run makes a new id there ${LOST}; restore the file from a backup if there is one, else ` +

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
 import type { Ledger } from "../ledger/ledger.ts";
-import { senderId } from "../ledger/state_files.ts";
+import { EARLIER_NAMES_KEY, senderId } from "../ledger/state_files.ts";
 import { TEMP_SUFFIX } from "../layout/destination.ts";
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
@@ -131,9 +131,11 @@ export interface JobOwners {
   /**
    * The earlier naming's ({@linkcode hostJobOwner}), shared by every daemon under this host name:
    * its leftovers are swept only once nothing was written in them for `idleSeconds` (`null`: the
-   * same naming, no ledger).
+   * same naming, no ledger). `own`: this install's, whose ledger was upgraded from a version
+   * without an id (`EARLIER_NAMES_KEY`): what it left then is resumed (upload folders, renamed as
+   * its own) or removed (temporary copies: `idleSeconds` 0) as its own.
    */
-  earlier: { owner: string; idleSeconds: number } | null;
+  earlier: { owner: string; idleSeconds: number; own: boolean } | null;
 }
 
 /**
@@ -147,8 +149,9 @@ export function jobOwners(job: JobConfig, ledger: Ledger | null): JobOwners {
   const sender = ledger && senderId(ledger.stateDir, { writable: !ledger.readOnly, ledger });
   const owner = jobOwner(job, sender);
   const earlier = hostJobOwner(job);
-  const idleSeconds = Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
-  return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds } };
+  const own = ledger !== null && ledger.meta(EARLIER_NAMES_KEY) !== null;
+  const idleSeconds = own ? 0 : Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
+  return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds, own } };
 }
 
 function escapeDots(text: string): string {

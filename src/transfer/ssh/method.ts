@@ -12,7 +12,7 @@ import type { CommandError, TransferError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
 import type { SshSession } from "./connection.ts";
 import type { UploadFolders } from "./upload_folders.ts";
-import type { RemoteBase } from "./remote_folders.ts";
+import type { EarlierNaming, RemoteBase } from "./remote_folders.ts";
 import { basename, posix } from "node:path";
 import { type Delivery, live } from "../deliver.ts";
 
@@ -28,9 +28,9 @@ export interface SshMethod {
   readonly owner: string;
   /**
    * The leftovers of the earlier naming of its upload folders (`hostJobOwner`): swept with its
-   * own, once nothing was written in them for `idleSeconds` (`null`: none, the same naming).
+   * own (see `EarlierNaming`; `null`: none, the same naming).
    */
-  readonly earlier: { prefix: string; idleSeconds: number } | null;
+  readonly earlier: EarlierNaming | null;
   /** The destination folders in use by this transport's batches. */
   readonly uploadFolders: UploadFolders;
   /**

@@ -45,9 +45,25 @@ export interface FolderSpec {
   keepSeconds?: number;
   /**
    * With a sweep: the upload folders of the earlier naming swept too (`SshMethod.earlier`), those
-   * nothing was written in for `idleSeconds`.
+   * nothing was written in for `idleSeconds` (`own`: all of them, renamed as its own first).
    */
-  earlier?: { prefix: string; idleSeconds: number } | null;
+  earlier?: EarlierNaming | null;
+}
+
+/**
+ * The upload folders of the earlier naming (`hostJobOwner`): what they start with, swept once
+ * nothing was written in them for `idleSeconds`; `own`: this install's (see `JobOwners`), renamed
+ * as its own, then swept or continued so.
+ */
+export interface EarlierNaming {
+  prefix: string;
+  idleSeconds: number;
+  own: boolean;
+}
+
+/** The words of `sweep_upload_folders` for the earlier naming's upload folders. */
+export function earlierSweep(earlier: EarlierNaming): (string | number)[] {
+  return [earlier.prefix, earlier.own ? "adopt" : Math.floor(earlier.idleSeconds)];
 }
 
 /** A file of the batch whose earlier copy, if this daemon left one, is continued. */
@@ -192,7 +208,7 @@ export function makeFoldersLines(
       spec.sweepPrefix,
       TEMP_SUFFIX,
       Math.floor(spec.keepSeconds ?? 0),
-      ...(spec.earlier ? [spec.earlier.prefix, Math.floor(spec.earlier.idleSeconds)] : []),
+      ...(spec.earlier ? earlierSweep(spec.earlier) : []),
     ];
     const below = foldersBelow(base, spec.folder);
     return `${call("make_folders", index, base, rule, ask ? 1 : 0, ...below)} && ` +

@@ -40,7 +40,7 @@ import type {
   Transport,
 } from "../transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
-import { RemoteBase } from "./remote_folders.ts";
+import { type EarlierNaming, earlierSweep, RemoteBase } from "./remote_folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { parseRemoteDiskSpace, probeSshDestination, remoteDiskSpaceScript } from "./probe.ts";
@@ -55,7 +55,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly context: FailureContext;
   readonly timeoutMs: number;
   readonly owner: string;
-  readonly earlier: { prefix: string; idleSeconds: number } | null;
+  readonly earlier: EarlierNaming | null;
   readonly uploadFolders = new UploadFolders();
   /** `bandwidth_limit`: the rsync/scp calls under it go one at a time. */
   readonly limitedCalls: LimitedCalls;
@@ -107,8 +107,7 @@ export abstract class SshTransport implements Transport, SshMethod {
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     const { owner, earlier } = jobOwners(job, ledger);
     this.owner = owner;
-    this.earlier = earlier &&
-      { prefix: uploadFolderPrefix(earlier.owner), idleSeconds: earlier.idleSeconds };
+    this.earlier = earlier && { ...earlier, prefix: uploadFolderPrefix(earlier.owner) };
     this.limitedCalls = new LimitedCalls(bandwidthLimit(job));
   }
 
@@ -294,7 +293,7 @@ export abstract class SshTransport implements Transport, SshMethod {
       // temporary file) waits for no batch.
       const keep = this.resumesCopies ? Math.floor(this.job.resume_partial_hours * 3600) : 0;
       for (const folder of claim.toSweep) {
-        const earlier = this.earlier ? [this.earlier.prefix, this.earlier.idleSeconds] : [];
+        const earlier = this.earlier ? earlierSweep(this.earlier) : [];
         lines.push(call("sweep_upload_folders", folder, prefix, TEMP_SUFFIX, keep, ...earlier));
       }
       await this.session.runScript(buildScript("make_folders", lines).text, {

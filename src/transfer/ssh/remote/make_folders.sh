@@ -156,14 +156,19 @@ make_upload_folder() {
   return 1
 }
 
-# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS [EARLIER_PREFIX IDLE_SECONDS]: remove
-# the leftover upload folders (names with that prefix and suffix) from FOLDER (with
+# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS [EARLIER_PREFIX IDLE_SECONDS|adopt]:
+# remove the leftover upload folders (names with that prefix and suffix) from FOLDER (with
 # KEEP_SECONDS above 0, only the files in them written longer ago, and the
-# folders left empty), and with EARLIER_PREFIX those sweep_idle_folders takes.
+# folders left empty), and with EARLIER_PREFIX those sweep_idle_folders takes
+# (with `adopt`, those adopt_folders renames first, then swept as this daemon's).
 # Only while no batch of this daemon uses FOLDER.
 sweep_upload_folders() {
   keep=$4
-  [ "$#" -lt 6 ] || sweep_idle_folders "$1" "$5" "$3" "$6"
+  if [ "$#" -ge 6 ] && [ "$6" = adopt ]; then
+    adopt_folders "$1" "$5" "$2" "$3"
+  elif [ "$#" -ge 6 ]; then
+    sweep_idle_folders "$1" "$5" "$3" "$6"
+  fi
   set +f
   for leftover in "$1/$2"*"$3"; do
     set -f
@@ -172,6 +177,23 @@ sweep_upload_folders() {
     elif [ -e "$leftover" ] || [ -L "$leftover" ]; then
       rm -rf -- "$leftover"
     fi
+  done
+  set -f
+  return 0
+}
+
+# adopt_folders FOLDER EARLIER_PREFIX PREFIX SUFFIX: give the upload folders of
+# this account named with EARLIER_PREFIX (and SUFFIX) in FOLDER this daemon's
+# prefix instead, keeping the rest of their names: those its version before
+# each install had its own id left (a ledger upgraded from then), swept and
+# continued from then on as its own. A name taken already is left as it is.
+adopt_folders() {
+  set +f
+  for adopted in "$1/$2"*"$4"; do
+    set -f
+    is_own_folder "$adopted" || continue
+    renamed=$1/$3${adopted#"$1/$2"}
+    [ -e "$renamed" ] || [ -L "$renamed" ] || mv -- "$adopted" "$renamed"
   done
   set -f
   return 0
