@@ -154,6 +154,16 @@ export function jobOwners(job: JobConfig, ledger: Ledger | null): JobOwners {
   return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds, own } };
 }
 
+/**
+ * `name`, a temporary name {@linkcode tempNameFor} made for `from`, as it would be for `to` (the
+ * same final name and random part): what an install renames the copies of its earlier naming to,
+ * once they are its own (see `JobOwners`).
+ */
+export function adoptedTempName(name: string, from: string, to: string): string {
+  const at = name.lastIndexOf(`.${from}-`);
+  return `${name.slice(0, at)}.${to}-${name.slice(at + from.length + 2)}`;
+}
+
 function escapeDots(text: string): string {
   return text.replaceAll(".", "\\.").replaceAll("-", "\\-");
 }

@@ -11,7 +11,13 @@ import { answerWithin, type FolderFileSystem } from "../../config/file_systems.t
 import type { JobConfig } from "../../config/types.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
-import { isOwnTempName, isOwnTempNameFor, type JobOwners, randomPart } from "../temp_name.ts";
+import {
+  adoptedTempName,
+  isOwnTempName,
+  isOwnTempNameFor,
+  type JobOwners,
+  randomPart,
+} from "../temp_name.ts";
 import type { ProbeCheck, TransferOutcome } from "../transport.ts";
 import { CopyVanished } from "./renamed.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
@@ -248,8 +254,9 @@ export async function sweepLocalLeftovers(
     return Date.now() - writtenAt > earlier.idleSeconds * 1000;
   };
   try {
-    for await (const entry of Deno.readDir(folder)) {
-      if (entry.isDirectory) continue;
+    for await (const listed of Deno.readDir(folder)) {
+      if (listed.isDirectory) continue;
+      const entry = { name: await adopted(folder, listed.name, owner, ofFile ? null : earlier) };
       const path = join(folder, entry.name);
       if (inUse.has(path)) continue;
       if (!ours(entry.name)) {
@@ -270,6 +277,26 @@ export async function sweepLocalLeftovers(
     // Unreadable folder: the copy itself will report what is wrong.
   }
   return kept;
+}
+
+/**
+ * The name of the temporary file `name` in `folder`: renamed under `owner` first where it is of
+ * the `earlier` naming and that is this install's own (`JobOwners`), so it is swept, or continued,
+ * as its own; as it was otherwise (or where that name is taken, or the rename fails).
+ */
+async function adopted(
+  folder: string,
+  name: string,
+  owner: string,
+  earlier: JobOwners["earlier"],
+): Promise<string> {
+  if (!earlier?.own || !isOwnTempName(name, earlier.owner)) return name;
+  const renamed = adoptedTempName(name, earlier.owner, owner);
+  if (await Deno.lstat(join(folder, renamed)).then(() => true, () => false)) return name;
+  return await Deno.rename(join(folder, name), join(folder, renamed)).then(
+    () => renamed,
+    () => name,
+  );
 }
 
 /**

@@ -1,15 +1,18 @@
 /**
  * An upgrade from a version before each install had its own id (`sender_id`): the ledger of
- * schema 5 records a file cut short by a kill while rsync sent it, and its partial copy lies in an
- * upload folder named as that version named them, by the host name, watch folder and destination.
- * The new daemon, started on the same state folder, says no id was lost (there was none), continues
- * that copy, and leaves no temporary name at the destination. A real daemon and a real sshd.
+ * schema 5 records a file cut short by a kill while rsync (or `local`) sent it, and its partial
+ * copy lies in an upload folder (a temporary file) named as that version named them, by the host
+ * name, watch folder and destination. The new daemon, started on the same state folder, says no id
+ * was lost (there was none), continues that copy, and leaves no temporary name at the
+ * destination. A real daemon (and a real sshd).
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { startCli } from "../../helpers/cli.ts";
-import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
+import { LEAST_CEILING_MS, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { rawLedger } from "../../helpers/old_ledger.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { destinationIdentity } from "../../../src/ledger/destination_identity.ts";
@@ -26,6 +29,73 @@ function oldOwner(watch: string, remoteBase: string): string {
   return createHash("sha256").update([Deno.hostname(), watch, remoteBase].join("\0")).digest("hex")
     .slice(0, 10);
 }
+
+/** A ledger of schema 5 in `db`, recording `name` of job `default` as being sent to `target`. */
+function schema5Ledger(db: DatabaseSync, target: string, name: string, size: number): void {
+  for (const step of LEDGER_SCHEMA.slice(0, 5)) {
+    if (typeof step === "string") db.exec(step);
+    else step(db);
+  }
+  db.exec("PRAGMA user_version = 5");
+  db.prepare(
+    `INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+       next_attempt_at, last_error, created_at, updated_at, transferred_at)
+     VALUES ('default', ?, ?, ?, ?, ?, 'transferring', 1, 0, NULL, 1, 2, NULL)`,
+  ).run(target, name, size, MTIME_MS, `${NIGHT}/${name}`);
+  db.close();
+}
+
+Deno.test("an upgrade from a version without sender_id: its cut-short local copy is continued, no id is said lost, no temporary name is left", async () => {
+  const { root, stateDir, db } = await rawLedger("itx-upgrade-local-");
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const night = join(dest, NIGHT);
+  await Deno.mkdir(watch);
+  await Deno.mkdir(night, { recursive: true });
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    transfer_method: "local",
+    remote_base_path: dest,
+    state_dir: stateDir,
+    log_file: "",
+    night_timezone: "UTC",
+    night_date_source: "mtime",
+    stability_window_seconds: 0.3,
+    rescan_interval_seconds: 0,
+  });
+  try {
+    const size = 5 * 1024 * 1024; // Above what the copier threads take: copied as resumed ones are.
+    const bytes = randomBytes(size);
+    const source = join(watch, NAME);
+    await Deno.writeFile(source, bytes);
+    await Deno.utime(source, MTIME_MS / 1000, MTIME_MS / 1000);
+    const job = testJob("default", {
+      watch_path: watch,
+      transfer_method: "local",
+      remote_base_path: dest,
+    });
+    schema5Ledger(db, destinationIdentity(job), NAME, size);
+    const temp = `.${NAME}.${
+      oldOwner(watch, dest)
+    }-052bccb51576ab7f13473c5c.image-transfer-partial`;
+    await Deno.writeFile(join(night, temp), bytes.subarray(0, 3_000_000), { mode: 0o600 });
+
+    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Successfully transferred");
+      assert.deepEqual(await Deno.readFile(join(night, NAME)), bytes);
+      assert.deepEqual([...Deno.readDirSync(night)].map((e) => e.name), [NAME]);
+      const log = daemon.stderr() + daemon.stdout();
+      assert.match(log, /Resumed \S+img000\.fits at byte 3000000/);
+      assert.doesNotMatch(log, /WARNING/);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
 
 Deno.test("an upgrade from a version without sender_id: its cut-short rsync copy is continued, no id is said lost, no temporary name is left", async () => {
   const sshd = await startSshd();
@@ -48,17 +118,7 @@ Deno.test("an upgrade from a version without sender_id: its cut-short rsync copy
       transfer_method: "rsync",
       remote_base_path: box.remote,
     });
-    for (const step of LEDGER_SCHEMA.slice(0, 5)) {
-      if (typeof step === "string") db.exec(step);
-      else step(db);
-    }
-    db.exec("PRAGMA user_version = 5");
-    db.prepare(
-      `INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-         next_attempt_at, last_error, created_at, updated_at, transferred_at)
-       VALUES ('default', ?, ?, ?, ?, ?, 'transferring', 1, 0, NULL, 1, 2, NULL)`,
-    ).run(destinationIdentity(job), NAME, SIZE, MTIME_MS, `${NIGHT}/${NAME}`);
-    db.close();
+    schema5Ledger(db, destinationIdentity(job), NAME, SIZE);
     // Its upload folder, as that version's rsync left it: a private folder holding the first part.
     const night = join(box.remote, NIGHT);
     const upload = join(
