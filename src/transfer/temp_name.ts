@@ -109,13 +109,16 @@ export function jobOwner(job: JobConfig, sender: string | null = null): string {
  * only such leftovers nothing was written in for long are swept.
  */
 export function hostJobOwner(job: JobConfig): string {
-  let host = "";
+  return uploadOwner([hostName(), job.watch_path, job.remote_base_path]);
+}
+
+/** This machine's host name (`""`: no permission to read it, the job's fields still tell). */
+function hostName(): string {
   try {
-    host = Deno.hostname();
+    return Deno.hostname();
   } catch {
-    // No permission to read it: the job's own fields still tell daemons apart.
+    return "";
   }
-  return uploadOwner([host, job.watch_path, job.remote_base_path]);
 }
 
 /**
@@ -133,9 +136,10 @@ export interface JobOwners {
    * its leftovers are swept only once nothing was written in them for `idleSeconds` (`null`: the
    * same naming, no ledger). `own`: this install's, whose ledger was upgraded from a version
    * without an id (`EARLIER_NAMES_KEY`): what it left then is resumed (upload folders, renamed as
-   * its own) or removed (temporary copies: `idleSeconds` 0) as its own.
+   * its own) or removed (temporary copies: `idleSeconds` 0) as its own; `also` then holds the id
+   * of the naming before that, by the job's name too ({@linkcode namedJobOwner}).
    */
-  earlier: { owner: string; idleSeconds: number; own: boolean } | null;
+  earlier: { owner: string; idleSeconds: number; own: boolean; also: string[] } | null;
 }
 
 /**
@@ -151,7 +155,16 @@ export function jobOwners(job: JobConfig, ledger: Ledger | null): JobOwners {
   const earlier = hostJobOwner(job);
   const own = ledger !== null && ledger.meta(EARLIER_NAMES_KEY) !== null;
   const idleSeconds = own ? 0 : Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
-  return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds, own } };
+  const also = own ? [namedJobOwner(job)] : [];
+  return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds, own, also } };
+}
+
+/**
+ * The id of the naming before {@linkcode hostJobOwner}'s (up to late November 2026, ledger schema
+ * 3): by the host name and the job's name too.
+ */
+function namedJobOwner(job: JobConfig): string {
+  return uploadOwner([hostName(), job.name, job.watch_path, job.remote_base_path]);
 }
 
 /**

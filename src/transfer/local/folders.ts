@@ -290,8 +290,9 @@ async function adopted(
   owner: string,
   earlier: JobOwners["earlier"],
 ): Promise<string> {
-  if (!earlier?.own || !isOwnTempName(name, earlier.owner)) return name;
-  const renamed = adoptedTempName(name, earlier.owner, owner);
+  const from = [earlier?.owner ?? "", ...earlier?.also ?? []].find((id) => isOwnTempName(name, id));
+  if (!earlier?.own || from === undefined) return name;
+  const renamed = adoptedTempName(name, from, owner);
   if (await Deno.lstat(join(folder, renamed)).then(() => true, () => false)) return name;
   return await Deno.rename(join(folder, name), join(folder, renamed)).then(
     () => renamed,

@@ -59,11 +59,14 @@ export interface EarlierNaming {
   prefix: string;
   idleSeconds: number;
   own: boolean;
+  /** With `own`: what the upload folders of the namings before that start with. */
+  alsoPrefixes: string[];
 }
 
 /** The words of `sweep_upload_folders` for the earlier naming's upload folders. */
 export function earlierSweep(earlier: EarlierNaming): (string | number)[] {
-  return [earlier.prefix, earlier.own ? "adopt" : Math.floor(earlier.idleSeconds)];
+  if (earlier.own) return [earlier.prefix, "adopt", ...earlier.alsoPrefixes];
+  return [earlier.prefix, Math.floor(earlier.idleSeconds)];
 }
 
 /** A file of the batch whose earlier copy, if this daemon left one, is continued. */

@@ -107,7 +107,11 @@ export abstract class SshTransport implements Transport, SshMethod {
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     const { owner, earlier } = jobOwners(job, ledger);
     this.owner = owner;
-    this.earlier = earlier && { ...earlier, prefix: uploadFolderPrefix(earlier.owner) };
+    this.earlier = earlier && {
+      ...earlier,
+      prefix: uploadFolderPrefix(earlier.owner),
+      alsoPrefixes: earlier.also.map(uploadFolderPrefix),
+    };
     this.limitedCalls = new LimitedCalls(bandwidthLimit(job));
   }
 

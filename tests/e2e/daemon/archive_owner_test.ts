@@ -84,7 +84,7 @@ Deno.test("after_transfer: move: an unfinished archive copy of the earlier namin
     /** Move a new source into `folder` with a mover whose earlier naming idles for `idleSeconds`. */
     const moveOne = async (name: string, idleSeconds: number) => {
       const mover = new ArchiveMover(
-        { owner: "a".repeat(10), earlier: { owner: earlier, idleSeconds, own: false } },
+        { owner: "a".repeat(10), earlier: { owner: earlier, idleSeconds, own: false, also: [] } },
         (path) => removed.push(path),
       );
       const bytes = randomBytes(5000);

@@ -197,7 +197,7 @@ Deno.test("local: a copy of the earlier naming dated as an old source but writte
       await t.step("once nothing wrote into it for the idle time, it is swept", async () => {
         // That time is an hour at least (see `jobOwners`): the sweep the transport runs, given a
         // short one, once the copy's status change time is older than that.
-        const idle = { owner: earlier!.owner, idleSeconds: 1, own: false };
+        const idle = { owner: earlier!.owner, idleSeconds: 1, own: false, also: [] };
         await waitFor(
           async () => Date.now() - (await Deno.stat(path)).ctime!.getTime() > 2000,
           60_000,

@@ -139,7 +139,7 @@ make_folders() {
 }
 
 # make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS
-#   [EARLIER_PREFIX IDLE_SECONDS]]]:
+#   [EARLIER...]]] (EARLIER: as sweep_upload_folders takes it):
 # remove the leftover upload folders (names with that prefix and suffix) from
 # FOLDER if asked (with KEEP_SECONDS above 0, only the files in them written
 # longer ago, and the folders left empty; with EARLIER_PREFIX, those of the
@@ -148,24 +148,36 @@ make_folders() {
 # fails) and private. Its failure is `base-refused` where FOLDER is the base
 # path (make_folders, just before, was given no folder below it).
 make_upload_folder() {
-  [ "$#" -lt 5 ] || sweep_upload_folders "$2" "$4" "$5" "${6:-0}" ${7+"$7" "$8"}
-  error=$(mkdir -m 700 -- "$2/$3" 2>&1) && return 0
+  up_index=$1 up_folder=$2 up_name=$3
+  shift 3
+  if [ "$#" -ge 2 ]; then
+    up_prefix=$1 up_suffix=$2 up_keep=${3:-0}
+    [ "$#" -ge 3 ] && shift 3 || shift "$#"
+    sweep_upload_folders "$up_folder" "$up_prefix" "$up_suffix" "$up_keep" "$@"
+  fi
+  error=$(mkdir -m 700 -- "$up_folder/$up_name" 2>&1) && return 0
   failed_as='folder-failed'
   [ "${upload_in_base:-0}" = 1 ] && failed_as='base-refused'
-  report "$failed_as" "$1" "$(one_line "$error")"
+  report "$failed_as" "$up_index" "$(one_line "$error")"
   return 1
 }
 
-# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS [EARLIER_PREFIX IDLE_SECONDS|adopt]:
+# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS
+#   [EARLIER_PREFIX IDLE_SECONDS | EARLIER_PREFIX adopt [EARLIER_PREFIX...]]:
 # remove the leftover upload folders (names with that prefix and suffix) from FOLDER (with
 # KEEP_SECONDS above 0, only the files in them written longer ago, and the
 # folders left empty), and with EARLIER_PREFIX those sweep_idle_folders takes
-# (with `adopt`, those adopt_folders renames first, then swept as this daemon's).
-# Only while no batch of this daemon uses FOLDER.
+# (with `adopt`, those of each EARLIER_PREFIX adopt_folders renames first, then
+# swept as this daemon's). Only while no batch of this daemon uses FOLDER.
 sweep_upload_folders() {
   keep=$4
   if [ "$#" -ge 6 ] && [ "$6" = adopt ]; then
-    adopt_folders "$1" "$5" "$2" "$3"
+    sw_folder=$1 sw_prefix=$2 sw_suffix=$3 sw_first=$5
+    shift 6
+    for sw_earlier in "$sw_first" "$@"; do
+      adopt_folders "$sw_folder" "$sw_earlier" "$sw_prefix" "$sw_suffix"
+    done
+    set -- "$sw_folder" "$sw_prefix" "$sw_suffix" "$keep"
   elif [ "$#" -ge 6 ]; then
     sweep_idle_folders "$1" "$5" "$3" "$6"
   fi
