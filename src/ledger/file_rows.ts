@@ -15,56 +15,8 @@ import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "./destination_identity.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
-/** Where a file stands. */
-export type FileState = "pending" | "transferring" | "done" | "failed";
-
-/** One source file as the ledger knows it, for one destination. */
-export interface LedgerRow {
-  job: string;
-  /** The destination's identity (`destinationIdentity` in `destination_identity.ts`). */
-  target: string;
-  /** Path relative to the job's watch folder, `/` separators. */
-  relPath: string;
-  size: number;
-  mtimeMs: number;
-  /** Destination relative to the job's base path. */
-  destination: string;
-  state: FileState;
-  /** Failed attempts since the file last changed or was re-queued. */
-  attempts: number;
-  /** When the next attempt may start (ms since epoch); 0 = now. */
-  nextAttemptAt: number;
-  lastError: string | null;
-  /** When this version was first recorded as complete (ms since epoch): it waits since then. */
-  createdAt: number;
-  updatedAt: number;
-  /** When the file last arrived verified at `destination`; `null`: never, or not at this one. */
-  transferredAt: number | null;
-  /** The source's birth time at the version recorded (ms since epoch); `null`: not known. */
-  bornMs: number | null;
-}
-
-export type Row = Record<string, string | number | null>; // A raw database row.
-
-/** A database row as a {@linkcode LedgerRow}. */
-export function toRow(r: Row): LedgerRow {
-  return {
-    job: r.job as string,
-    target: r.target as string,
-    relPath: r.rel_path as string,
-    size: Number(r.size),
-    mtimeMs: Number(r.mtime_ms),
-    destination: r.destination as string,
-    state: r.state as FileState,
-    attempts: Number(r.attempts),
-    nextAttemptAt: Number(r.next_attempt_at),
-    lastError: r.last_error as string | null,
-    createdAt: Number(r.created_at),
-    updatedAt: Number(r.updated_at),
-    transferredAt: r.transferred_at === null ? null : Number(r.transferred_at),
-    bornMs: r.born_ms == null ? null : Number(r.born_ms), // None in a ledger read as older.
-  };
-}
+export { type FileState, type LedgerRow, type Row, toRow } from "./ledger_row.ts";
+import { type FileState, type LedgerRow, type Row, toRow } from "./ledger_row.ts";
 
 /** Size and mtime of a file the ledger holds as done. */
 export type DoneEntry = { size: number; mtimeMs: number };
@@ -239,15 +191,17 @@ export class FileRows {
     this.ledger.write(() => {
       const stmt = this.ledger.statement(`
         INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-                           next_attempt_at, last_error, created_at, updated_at, transferred_at)
-        VALUES (?, ?, ?, ?, ?, ?, 'done', 0, 0, NULL, ?, ?, ?)
+                           next_attempt_at, last_error, created_at, updated_at, transferred_at,
+                           sent_size, sent_mtime_ms)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', 0, 0, NULL, ?7, ?7, ?7, ?4, ?5)
         ON CONFLICT (job, target, rel_path) DO UPDATE SET
           size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
           state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
-          updated_at = excluded.updated_at, transferred_at = excluded.transferred_at
+          updated_at = excluded.updated_at, transferred_at = excluded.transferred_at,
+          sent_size = excluded.size, sent_mtime_ms = excluded.mtime_ms
       `);
       for (const f of files) {
-        stmt.run(this.job, this.target, f.relPath, f.size, f.mtimeMs, f.destination, now, now, now);
+        stmt.run(this.job, this.target, f.relPath, f.size, f.mtimeMs, f.destination, now);
       }
     });
   }

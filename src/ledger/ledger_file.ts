@@ -10,7 +10,8 @@
  * count of files per state in a table of its own; step 4 gives scp and rsync
  * one destination identity (`destination_identity.ts`); step 5 keeps the
  * `on_transfer` hooks still owed (`due_hooks.ts`); step 6 keeps the copies
- * put in place but not confirmed on the server's disk (`unconfirmed_copies.ts`).
+ * put in place but not confirmed on the server's disk (`unconfirmed_copies.ts`); step 7 the
+ * source's birth time; step 8 the version whose copy arrived (`ledger_row.ts`).
  *
  * Opening it for the daemon, SQLite's words for what goes wrong (a file that
  * is not a (sound) database, a full disk, a read-only connection), and the
@@ -26,9 +27,10 @@ import { formatBytes } from "../config/sizes.ts";
 import { logger } from "../log/logging.ts";
 import { EARLIER_NAMES_KEY, ID_DUE, LAST_SCHEMA_WITHOUT_ID, whyUnwritable } from "./state_files.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
+import { SCHEMA_V8 } from "./ledger_row.ts";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 7;
+export const LEDGER_SCHEMA_VERSION = 8;
 
 /**
  * Read a ledger's schema version.
@@ -269,6 +271,7 @@ export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   SCHEMA_V5,
   SCHEMA_V6,
   SCHEMA_V7,
+  SCHEMA_V8, // The version whose copy arrived (`ledger_row.ts`).
 ];
 
 /** SQLite's primary result codes this module acts on. */

@@ -9,28 +9,35 @@
  * with the source's bytes counts as arrived; for another the file goes beside it, to the next
  * numbered name (`light_0001~2.fits`, ...) no copy in the ledger has, and is sent again at once,
  * a call for all such files of the batch. A file the ledger gives its name to (sent before,
- * changed in place, sent again) replaces its own copy as before.
+ * changed in place, sent again) replaces its own copy, once that copy is still the one the job
+ * sent (`sent_copy.ts`: its size and mtime those the ledger records of the version sent, one
+ * look for the batch's re-sends); a copy changed at the destination since (a pipeline writing into
+ * it) is kept, and the file goes beside it as above.
  *
  * @module
  */
 import { nameBesideOther } from "../layout/destination.ts";
 import { fromWatchFolder } from "../ledger/job_names.ts";
+import type { LedgerRow } from "../ledger/file_rows.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { Logger } from "../log/logging.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
+import { copiesChanged } from "./sent_copy.ts";
 
 /** What {@linkcode sendAroundOthers} works with. */
 export interface AroundContext {
   table: FileTable;
-  transport: Pick<Transport, "describeTarget" | "dropKeptCopies">;
+  transport: Pick<Transport, "describeTarget" | "dropKeptCopies" | "destinationVersions">;
   log: Logger;
   /**
    * The files (by relative path) whose copy at their final name is their own, though the ledger
    * does not say so: an interrupted attempt's, not confirmed on disk (`Looked.replacesOwn`).
    */
   ownCopies?: Set<string>;
+  /** The batch's (for the look at copies of its own, `sent_copy.ts`). */
+  signal?: AbortSignal;
 }
 
 /** Numbered names tried, at most, for one file in one batch (one `send` call each). */
@@ -42,31 +49,50 @@ export const MOST_TRIES_BESIDE = 8;
  * a name beside the one planned, where it arrived).
  */
 export async function sendAroundOthers(
-  { table, transport, log, ownCopies }: AroundContext,
+  { table, transport, log, ownCopies, signal }: AroundContext,
   records: WorkRecord[],
   items: TransferItem[],
   send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
 ): Promise<TransferOutcome[]> {
-  const marked = items.map((item, n) =>
-    ownCopies?.has(records[n].relPath) || ownName(table, records[n], item)
-      ? item
-      : { ...item, noReplace: true }
+  const rows = items.map((item, n) =>
+    ownCopies?.has(records[n].relPath) ? null : ownName(table, records[n], item)
   );
-  const outcomes = await send(marked);
+  const marked = items.map((item, n) =>
+    ownCopies?.has(records[n].relPath) || rows[n] ? item : { ...item, noReplace: true }
+  );
+  // A copy of its own changed at the destination since it was sent: kept, the file goes beside.
+  const changed = await copiesChanged(
+    transport,
+    marked,
+    rows,
+    signal ?? new AbortController().signal,
+  );
   const taken = new Set(marked.map((item) => item.destination));
+  for (const [n, item] of marked.entries()) {
+    if (!changed.has(n)) continue;
+    const destination = besideOther(table, item.destination, records[n].relPath, taken);
+    if (destination === null) continue;
+    log.warn(
+      "The copy of {source} at {changed} was changed at the destination since this job sent it (its size or mtime are no longer those sent): it is kept, not replaced; the new version goes to {destination}, beside it",
+      {
+        source: item.source,
+        changed: transport.describeTarget(item.destination),
+        destination: transport.describeTarget(destination),
+      },
+    );
+    taken.add(destination);
+    marked[n] = { ...item, destination, noReplace: true };
+    rows[n] = null;
+  }
+  const outcomes = (await send(marked)).map((outcome, n) =>
+    outcome.error === null && rows[n] ? { ...outcome, replaced: rows[n]!.transferredAt! } : outcome
+  );
   for (let tries = 0; tries < MOST_TRIES_BESIDE; tries++) {
     const again: number[] = [];
     const moved: TransferItem[] = [];
     for (const [n, outcome] of outcomes.entries()) {
       if (outcome.occupied !== "other") continue;
-      const { relPath } = records[n];
-      const destination = nameBesideOther(outcome.item.destination, relPath, taken, (prefix) => {
-        try {
-          return table.rows.destinationsFrom(prefix);
-        } catch {
-          return [];
-        }
-      });
+      const destination = besideOther(table, outcome.item.destination, records[n].relPath, taken);
       if (destination === null) continue;
       taken.add(destination);
       log.warn(
@@ -101,17 +127,36 @@ export async function sendAroundOthers(
   return outcomes;
 }
 
+/** The next free name beside `destination`, for the file at `relPath` (`null`: none found). */
+function besideOther(
+  table: FileTable,
+  destination: string,
+  relPath: string,
+  taken: Set<string>,
+): string | null {
+  return nameBesideOther(destination, relPath, taken, (prefix) => {
+    try {
+      return table.rows.destinationsFrom(prefix);
+    } catch {
+      return [];
+    }
+  });
+}
+
 /**
- * Whether the ledger gives `item`'s final name to its source: a copy of it arrived there (its
- * row's destination, with an arrival recorded). Unreadable: not known, so not given.
+ * The ledger's row of `record` where it gives `item`'s final name to its source: a copy of it
+ * arrived there (its row's destination, with an arrival recorded); else `null`. Unreadable: not
+ * known, so not given.
  */
-function ownName(table: FileTable, record: WorkRecord, item: TransferItem): boolean {
+function ownName(table: FileTable, record: WorkRecord, item: TransferItem): LedgerRow | null {
   try {
     const row = fromWatchFolder(table.rows, table.rows.get(record.relPath));
     return row !== undefined && row.transferredAt !== null && !row.otherFolder &&
-      row.destination === item.destination;
+        row.destination === item.destination
+      ? row
+      : null;
   } catch {
-    return false;
+    return null;
   }
 }
 

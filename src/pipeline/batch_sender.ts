@@ -28,6 +28,8 @@ import { systemClock } from "./retry_timer.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { keepUnconfirmed, lookAtDestination } from "./destination_look.ts";
 import { sendAroundOthers, withLinkPolicy } from "./batch_items.ts";
+import { pick } from "./sent_copy.ts";
+import { arrivalWords, FOUND_WORDS } from "./arrival_words.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 import type { FailureScope } from "../status/job_status.ts";
 
@@ -89,6 +91,7 @@ interface Arrival {
    * (a file with its bytes that this job did not send there: nothing sent, so no hook either).
    */
   found?: "interrupted" | "rebuilt" | "already";
+  replaced?: number; // It replaced its own copy, which had arrived then (`sent_copy.ts`).
 }
 
 /** Sends batches of one job; see the module doc. */
@@ -194,7 +197,8 @@ export class BatchSender {
       const noRoom = await this.#context.admit?.(bytes, toSend.length);
       // A file this job did not send there is not replaced: the copy goes beside it.
       const ownCopies = new Set(batch.flatMap((r, i) => looked[i].replacesOwn ? [r.relPath] : []));
-      const around = { table, transport: this.#context.transport, log: this.#log, ownCopies };
+      const { transport } = this.#context;
+      const around = { table, transport, log: this.#log, ownCopies, signal: batchAbort.signal };
       const outcomes = toSend.length === 0
         ? []
         : noRoom
@@ -214,8 +218,8 @@ export class BatchSender {
         if (found) arrivals.push({ record: records[index], item, found });
         else if (outcome?.error === null) {
           const record = { ...records[index], destination: outcome.item.destination };
-          const kind = outcome.occupied === "same" ? "already" as const : undefined;
-          arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
+          const found = outcome.occupied === "same" ? "already" as const : undefined;
+          arrivals.push({ record, item: outcome.item, found, ...pick(outcome) });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
       const cut = batch.filter((_, index) => byItem.get(items[index])?.mayBeInPlace);
@@ -324,7 +328,7 @@ export class BatchSender {
   }
 
   /** An arrival the table holds as done now: log it and tell the others. */
-  #announce({ record, item, sha256, found }: Arrival): void {
+  #announce({ record, item, sha256, found, replaced }: Arrival): void {
     const { transport } = this.#context;
     const destination = transport.describeTarget(record.destination);
     const fields = { source: item.source, destination, found };
@@ -334,7 +338,7 @@ export class BatchSender {
     if (unsent({ found })) this.#context.onRecognised(record.relPath, { ...record.version });
     else {
       this.#context.onSent(record, sha256);
-      const how = found ? ` (it had arrived ${UNRECORDED}: recorded, not sent again)` : "";
+      const how = arrivalWords(found, replaced);
       this.#log.info(`Successfully transferred {source} -> {destination}${how}`, {
         source: item.source,
         destination,
@@ -408,18 +412,6 @@ function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
     error: new RefusedUnsent(`Cannot send ${item.source}: ${reason}`, "retry-later"),
   }));
 }
-
-/** When a file found at the destination had arrived, its attempt's end not recorded. */
-const UNRECORDED = "before the last stop or in an attempt cut off after its rename";
-/** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
-const FOUND_WORDS = {
-  interrupted:
-    `{count} file(s) had arrived at {target} ${UNRECORDED}, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)`,
-  rebuilt:
-    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
-  already:
-    "{count} file(s) are at {target} already with their bytes, put there by another than this job (a new state_dir, another instrument): left as they are and counted as arrived, not as sent; no on_transfer hook runs for them (the first: {source}; more batches of them are logged at debug level)",
-};
 
 /** Whether `arrival` was found at the destination without being sent now, so no hook is owed. */
 const unsent = ({ found }: Pick<Arrival, "found">) => found === "rebuilt" || found === "already";

@@ -1,0 +1,34 @@
+/**
+ * What the log says of a file that arrived, beyond `Successfully transferred {source} ->
+ * {destination}` (words users and tests look for, kept as they are): that it had arrived before,
+ * unrecorded, and was recorded, not sent again; or that it replaced the copy of its own sent
+ * before (a re-send: its source changed, or `resend` or a catch-up sent it again), so a re-send's
+ * line is told from a first send's. The words for a batch's files found at the destination
+ * already.
+ *
+ * @module
+ */
+
+/** When a file found at the destination had arrived, its attempt's end not recorded. */
+export const UNRECORDED = "before the last stop or in an attempt cut off after its rename";
+/** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
+export const FOUND_WORDS = {
+  interrupted:
+    `{count} file(s) had arrived at {target} ${UNRECORDED}, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)`,
+  rebuilt:
+    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
+  already:
+    "{count} file(s) are at {target} already with their bytes, put there by another than this job (a new state_dir, another instrument): left as they are and counted as arrived, not as sent; no on_transfer hook runs for them (the first: {source}; more batches of them are logged at debug level)",
+};
+
+/**
+ * What the arrival line adds (see the module doc): `found`, how a file found at the destination
+ * was found; `replaced`, when the copy of its own it replaced had arrived (ms since epoch).
+ */
+export function arrivalWords(found: string | undefined, replaced: number | undefined): string {
+  if (found) return ` (it had arrived ${UNRECORDED}: recorded, not sent again)`;
+  if (replaced === undefined) return "";
+  return ` (replaced the copy sent at ${
+    new Date(replaced).toISOString()
+  }: the source changed since, or was sent again)`;
+}

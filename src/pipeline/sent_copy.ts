@@ -1,0 +1,75 @@
+/**
+ * Whether a copy the job sent is still the one it sent, before a new version of its source
+ * replaces it. The destination may have changed it since: a reduction pipeline writing into its
+ * copy (`echo processed >> night/img007.fits`), a user editing its header there. Such a copy is no
+ * longer the job's to replace: replacing it would silently lose what was written into it. It is
+ * kept, and the new version goes beside it (`img007~2.fits`, see `batch_items.ts`), with a WARN
+ * line that says so.
+ *
+ * A copy is told by the size and the mtime (to the second) of the version whose copy arrived, as
+ * the ledger records them (`sentSize`, `sentMtimeMs`, `ledger/ledger_row.ts`): every method gives
+ * a copy its source's mtime, and a write into it changes that mtime (and mostly its size). One
+ * look for all of a batch's re-sends (`Transport.destinationVersions`: over SSH one remote call,
+ * over FTP `SIZE` and `MDTM` on the batch's connection, `local` a `stat` each); a batch with none
+ * asks nothing. Nothing at the name (the copy removed since), nothing to lose: the version goes
+ * there. Not told, so replaced as before: an arrival recorded by a ledger older than schema
+ * version 8 (no version sent recorded), an FTP server without `MDTM`.
+ *
+ * @module
+ */
+import { TransferError } from "../errors.ts";
+import type { LedgerRow } from "../ledger/file_rows.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+
+/**
+ * The indexes of `items` whose `rows[n]` (the ledger's row where the item goes over its own copy,
+ * else `null`) records the version sent, and whose copy at the destination has another size or
+ * mtime (see the module doc).
+ *
+ * @throws {TransferError} when the destination cannot be asked (the batch's files fail alike)
+ */
+export async function copiesChanged(
+  transport: Pick<Transport, "destinationVersions" | "describeTarget">,
+  items: TransferItem[],
+  rows: Array<LedgerRow | null>,
+  signal: AbortSignal,
+): Promise<Set<number>> {
+  const asked = items.flatMap((_, n) => {
+    const row = rows[n];
+    return row && row.sentSize !== null && row.sentMtimeMs !== null && row.sentMtimeMs >= 0
+      ? [n]
+      : [];
+  });
+  const changed = new Set<number>();
+  if (asked.length === 0 || !transport.destinationVersions) return changed;
+  const destinations = asked.map((n) => items[n].destination);
+  let versions;
+  try {
+    versions = await transport.destinationVersions(destinations, signal);
+  } catch (error) {
+    signal.throwIfAborted();
+    if (error instanceof TransferError) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TransferError(
+      `Cannot look whether the copies at ${transport.describeTarget(destinations[0])} (and ${
+        asked.length - 1
+      } more) are still those sent, before replacing them: ${reason}`,
+      "retry",
+      { cause: error },
+    );
+  }
+  for (const n of asked) {
+    const there = versions.get(items[n].destination) ?? null;
+    const row = rows[n]!;
+    if (there === null) continue;
+    if (there.size !== row.sentSize || there.mtimeS !== Math.floor(row.sentMtimeMs! / 1000)) {
+      changed.add(n);
+    }
+  }
+  return changed;
+}
+
+/** What an arrival keeps of its outcome: the SHA-256 sent, and the copy it replaced. */
+export function pick(outcome: TransferOutcome): { sha256?: string; replaced?: number } {
+  return { sha256: outcome.sha256, replaced: outcome.replaced };
+}
