@@ -67,7 +67,7 @@ Deno.test("a new ledger is stamped with the current schema version", async () =>
   try {
     Ledger.open(join(root, "state")).close();
     assert.equal(userVersion(join(root, "state", LEDGER_FILE)), LEDGER_SCHEMA_VERSION);
-    assert.equal(LEDGER_SCHEMA_VERSION, 7);
+    assert.equal(LEDGER_SCHEMA_VERSION, 8);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -98,6 +98,10 @@ Deno.test("a ledger from before schema versions is migrated and keeps its files"
         mtimeMs: 1_700_000_000_000,
       });
       assert.deepEqual(table.unfinished().map((row) => row.relPath), ["b.fits"]);
+      // The version a done row records is the one whose copy arrived; a pending row's is not known.
+      const sent = (name: string) => [table.get(name)!.sentSize, table.get(name)!.sentMtimeMs];
+      assert.deepEqual(sent("night 1/a.fits"), [100, 1_700_000_000_000]);
+      assert.deepEqual(sent("b.fits"), [null, null]);
       table.markDone([table.get("b.fits")!]);
       // Another destination of the same job has received nothing.
       assert.equal(new FileRows(ledger, "default", "local:/elsewhere").get("b.fits"), undefined);

@@ -108,6 +108,8 @@ Deno.test("Ledger: enqueue → transferring → done", async () => {
       updatedAt: 1000,
       transferredAt: null,
       bornMs: 1_699_999_999_000,
+      sentSize: null,
+      sentMtimeMs: null,
     });
     files(ledger, "job").markTransferring(["a.fits"], 2000);
     row = files(ledger, "job").get("a.fits")!;
@@ -120,6 +122,7 @@ Deno.test("Ledger: enqueue → transferring → done", async () => {
     assert.equal(row.updatedAt, 3000);
     assert.equal(row.createdAt, 1000);
     assert.equal(row.bornMs, 1_699_999_999_000, "the birth time of the version sent is kept");
+    assert.deepEqual([row.sentSize, row.sentMtimeMs], [100, 1_700_000_000_123]);
     assert.deepEqual(files(ledger, "job").unfinished(), []);
     assert.deepEqual(
       doneIndex(ledger, "job"),
@@ -980,5 +983,17 @@ Deno.test("DueHooks.list: the hooks owed in the order their files arrived, a bat
       "a_third.fits",
     ]);
     assert.deepEqual(due.list(2).map((h) => h.relPath), ["y_no_row.fits", "z_first.fits"]);
+  });
+});
+
+Deno.test("Ledger: a changed version recorded pending keeps the version whose copy arrived", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "job");
+    table.enqueue("a.fits", FILE, 1000);
+    markDone(table, "a.fits", 2000);
+    table.enqueue("a.fits", { ...FILE, size: 150, mtimeMs: FILE.mtimeMs + 60_000 }, 3000);
+    const row = table.get("a.fits")!;
+    assert.deepEqual([row.state, row.size, row.transferredAt], ["pending", 150, 2000]);
+    assert.deepEqual([row.sentSize, row.sentMtimeMs], [100, FILE.mtimeMs]);
   });
 });
