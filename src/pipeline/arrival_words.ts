@@ -23,12 +23,18 @@ export const FOUND_WORDS = {
 
 /**
  * What the arrival line adds (see the module doc): `found`, how a file found at the destination
- * was found; `replaced`, when the copy of its own it replaced had arrived (ms since epoch).
+ * was found; `replaced`, the copy of its own it replaced (`TransferOutcome.replaced`).
  */
-export function arrivalWords(found: string | undefined, replaced: number | undefined): string {
+export function arrivalWords(
+  found: string | undefined,
+  replaced: { at: number; changed: boolean | null } | undefined,
+): string {
   if (found) return ` (it had arrived ${UNRECORDED}: recorded, not sent again)`;
   if (replaced === undefined) return "";
-  return ` (replaced the copy sent at ${
-    new Date(replaced).toISOString()
-  }: the source changed since, or was sent again)`;
+  const why = replaced.changed === null
+    ? ""
+    : replaced.changed
+    ? ": the source changed since"
+    : ": the same version, sent again";
+  return ` (replaced the copy sent at ${new Date(replaced.at).toISOString()}${why})`;
 }

@@ -9,10 +9,10 @@
  * with the source's bytes counts as arrived; for another the file goes beside it, to the next
  * numbered name (`light_0001~2.fits`, ...) no copy in the ledger has, and is sent again at once,
  * a call for all such files of the batch. A file the ledger gives its name to (sent before,
- * changed in place, sent again) replaces its own copy, once that copy is still the one the job
- * sent (`sent_copy.ts`: its size and mtime those the ledger records of the version sent, one
- * look for the batch's re-sends); a copy changed at the destination since (a pipeline writing into
- * it) is kept, and the file goes beside it as above.
+ * changed in place, sent again) replaces its own copy; a changed source only once that copy is
+ * still the one the job sent (`sent_copy.ts`: its size and mtime those the ledger records of the
+ * version sent, one look for the batch's re-sends): a copy changed at the destination since (a
+ * pipeline writing into it) is kept, and the file goes beside it as above.
  *
  * @module
  */
@@ -24,7 +24,7 @@ import type { Logger } from "../log/logging.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
-import { copiesChanged } from "./sent_copy.ts";
+import { copiesChanged, sourceChanged } from "./sent_copy.ts";
 
 /** What {@linkcode sendAroundOthers} works with. */
 export interface AroundContext {
@@ -85,7 +85,12 @@ export async function sendAroundOthers(
     rows[n] = null;
   }
   const outcomes = (await send(marked)).map((outcome, n) =>
-    outcome.error === null && rows[n] ? { ...outcome, replaced: rows[n]!.transferredAt! } : outcome
+    outcome.error === null && rows[n]
+      ? {
+        ...outcome,
+        replaced: { at: rows[n]!.transferredAt!, changed: sourceChanged(items[n], rows[n]) },
+      }
+      : outcome
   );
   for (let tries = 0; tries < MOST_TRIES_BESIDE; tries++) {
     const again: number[] = [];

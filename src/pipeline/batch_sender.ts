@@ -91,7 +91,7 @@ interface Arrival {
    * (a file with its bytes that this job did not send there: nothing sent, so no hook either).
    */
   found?: "interrupted" | "rebuilt" | "already";
-  replaced?: number; // It replaced its own copy, which had arrived then (`sent_copy.ts`).
+  replaced?: TransferOutcome["replaced"]; // It replaced its own copy (`sent_copy.ts`).
 }
 
 /** Sends batches of one job; see the module doc. */

@@ -22,9 +22,20 @@ import type { LedgerRow } from "../ledger/file_rows.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 
 /**
- * The indexes of `items` whose `rows[n]` (the ledger's row where the item goes over its own copy,
- * else `null`) records the version sent, and whose copy at the destination has another size or
- * mtime (see the module doc).
+ * Whether `item` is another version of its source than the one whose copy arrived, as `row` (the
+ * ledger's row where the item goes over its own copy) records it; `null`: not known (no row, no
+ * version sent recorded).
+ */
+export function sourceChanged(item: TransferItem, row: LedgerRow | null): boolean | null {
+  if (!row || row.sentSize === null || row.sentMtimeMs === null || row.sentMtimeMs < 0) return null;
+  return item.size !== row.sentSize || item.mtimeMs !== row.sentMtimeMs;
+}
+
+/**
+ * The indexes of `items` whose source changed since the version whose copy arrived
+ * ({@linkcode sourceChanged}, by `rows[n]`: the ledger's row where the item goes over its own
+ * copy, else `null`), and whose copy at the destination has another size or mtime than that
+ * version (see the module doc).
  *
  * @throws {TransferError} when the destination cannot be asked (the batch's files fail alike)
  */
@@ -34,12 +45,7 @@ export async function copiesChanged(
   rows: Array<LedgerRow | null>,
   signal: AbortSignal,
 ): Promise<Set<number>> {
-  const asked = items.flatMap((_, n) => {
-    const row = rows[n];
-    return row && row.sentSize !== null && row.sentMtimeMs !== null && row.sentMtimeMs >= 0
-      ? [n]
-      : [];
-  });
+  const asked = items.flatMap((item, n) => sourceChanged(item, rows[n]) ? [n] : []);
   const changed = new Set<number>();
   if (asked.length === 0 || !transport.destinationVersions) return changed;
   const destinations = asked.map((n) => items[n].destination);
@@ -70,6 +76,6 @@ export async function copiesChanged(
 }
 
 /** What an arrival keeps of its outcome: the SHA-256 sent, and the copy it replaced. */
-export function pick(outcome: TransferOutcome): { sha256?: string; replaced?: number } {
+export function pick(outcome: TransferOutcome): Pick<TransferOutcome, "sha256" | "replaced"> {
   return { sha256: outcome.sha256, replaced: outcome.replaced };
 }

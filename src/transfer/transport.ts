@@ -58,9 +58,10 @@ export interface TransferOutcome {
   occupied?: "same" | "other";
   /**
    * Set by the pipeline (`pipeline/batch_items.ts`), not the transport: the item arrived over its
-   * own copy, which had arrived at this time (ms since epoch).
+   * own copy, which had arrived `at` (ms since epoch); `changed`: its source changed since (`false`:
+   * the same version sent again; `null`: not known).
    */
-  replaced?: number;
+  replaced?: { at: number; changed: boolean | null };
   /**
    * With `error`: its copy was renamed into place but the server did not confirm it on disk
    * (`remote_sync`); it is the file's own to replace (see `ledger/unconfirmed_copies.ts`).

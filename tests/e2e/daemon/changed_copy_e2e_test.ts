@@ -78,9 +78,19 @@ async function changedCopyKept(
   assert.equal(await sha256OfFile(join(night, "img007.fits")), sha256Of(processed), log3);
   assert.match(
     log3,
-    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced the copy sent at \d{4}-\d\d-\d\dT[\d:.]+Z: the source changed since, or was sent again\)/,
+    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced the copy sent at \d{4}-\d\d-\d\dT[\d:.]+Z: the source changed since\)/,
   );
   assert.doesNotMatch(log3, /was changed at the destination/);
+
+  // Sent again on request, the same version: it replaces its own copy, and says so.
+  const resend = await runCli(["resend", "--all", "-c", config], { env });
+  assert.equal(resend.code, 0, resend.stdout + resend.stderr);
+  const log4 = await run(config, env);
+  assert.match(
+    log4,
+    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced the copy sent at \S+: the same version, sent again\)/,
+  );
+  assert.equal(await sha256OfFile(join(night, "img007~2.fits")), sha256Of(third), log4);
   assert.deepEqual((await listFiles(dest)).sort(), [
     "20240701/img007.fits",
     "20240701/img007~2.fits",
