@@ -70,7 +70,10 @@ export async function sendAroundOthers(
   const taken = new Set(marked.map((item) => item.destination));
   for (const [n, item] of marked.entries()) {
     if (!changed.has(n)) continue;
+    rows[n] = null;
     const destination = besideOther(table, item.destination, records[n].relPath, taken);
+    // No free name beside: not replaced all the same (the transport says the name is taken).
+    marked[n] = { ...item, destination: destination ?? item.destination, noReplace: true };
     if (destination === null) continue;
     log.warn(
       "The copy of {source} at {changed} was changed at the destination since this job sent it (its size or mtime are no longer those sent): it is kept, not replaced; the new version goes to {destination}, beside it",
@@ -81,9 +84,9 @@ export async function sendAroundOthers(
       },
     );
     taken.add(destination);
-    marked[n] = { ...item, destination, noReplace: true };
-    rows[n] = null;
   }
+  // A copy kept at the name it leaves (a growing file's parts) is not continued there.
+  if (changed.size > 0) transport.dropKeptCopies?.([...changed].map((n) => items[n].destination));
   const outcomes = (await send(marked)).map((outcome, n) =>
     outcome.error === null && rows[n]
       ? {
