@@ -6,9 +6,13 @@
  * kept, and the new version goes beside it (`img007~2.fits`, see `batch_items.ts`), with a WARN
  * line that says so.
  *
- * A copy is told by the size and the mtime (to the second) of the version whose copy arrived, as
+ * A copy is told by the size and the mtime (in seconds) of the version whose copy arrived, as
  * the ledger records them (`sentSize`, `sentMtimeMs`, `ledger/ledger_row.ts`): every method gives
- * a copy its source's mtime, and a write into it changes that mtime (and mostly its size). One
+ * a copy its source's mtime, and a write into it changes that mtime (and mostly its size; the
+ * mtime is taken to {@linkcode MTIME_SLACK_S}). A destination that keeps no mtime the daemon sets
+ * (a share that refuses it, an FTP server with neither `MFMT` nor the two-argument `MDTM`) has
+ * each copy dated when it was written: a changed source's copy there is always taken for one
+ * changed at the destination, and the new version goes beside it (nothing is lost). One
  * look for all of a batch's re-sends (`Transport.destinationVersions`: over SSH one remote call,
  * over FTP `SIZE` and `MDTM` on the batch's connection, `local` a `stat` each); a batch with none
  * asks nothing. Nothing at the name (the copy removed since), nothing to lose: the version goes
@@ -20,6 +24,12 @@
 import { TransferError } from "../errors.ts";
 import type { LedgerRow } from "../ledger/file_rows.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+
+/**
+ * Seconds a copy's mtime may be off the one sent and still be taken for it: FAT keeps mtimes to 2 s
+ * (a write into a copy mostly changes its size too, and dates it now, not near its source's time).
+ */
+const MTIME_SLACK_S = 2;
 
 /**
  * Whether `item` is another version of its source than the one whose copy arrived, as `row` (the
@@ -68,7 +78,8 @@ export async function copiesChanged(
     const there = versions.get(items[n].destination) ?? null;
     const row = rows[n]!;
     if (there === null) continue;
-    if (there.size !== row.sentSize || there.mtimeS !== Math.floor(row.sentMtimeMs! / 1000)) {
+    const off = Math.abs(there.mtimeS - Math.floor(row.sentMtimeMs! / 1000));
+    if (there.size !== row.sentSize || off > MTIME_SLACK_S) {
       changed.add(n);
     }
   }
