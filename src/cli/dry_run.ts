@@ -15,7 +15,8 @@ import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, nameBesideOther, planDestination } from "../layout/destination.ts";
 import { MOST_TRIES_BESIDE } from "../pipeline/batch_items.ts";
 import { observationOf, placeBeside } from "../layout/sent_before.ts";
-import { FileRows } from "../ledger/file_rows.ts";
+import { FileRows, type LedgerRow } from "../ledger/file_rows.ts";
+import { copiesChanged } from "../pipeline/sent_copy.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { fromWatchFolder, ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
@@ -120,9 +121,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           // The file sent before, changed or sent again, goes over its own copy (as the run).
           const own = row !== undefined && beside === row.destination && row.transferredAt !== null;
           if (beside !== destination) {
-            fallback += own
-              ? " (over its own copy, sent before)"
-              : " (beside the earlier file of that name)";
+            fallback += own ? OVER_OWN : " (beside the earlier file of that name)";
           }
           const placed = planned ?? freeDestination(beside, file.relPath, (prefix) => [
             ...[...chosen].filter(([rel]) => rel.startsWith(prefix))
@@ -142,14 +141,16 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             mtimeMs: version.mtimeMs,
             fallback,
             own: ownName,
+            row: ownName ? row : undefined,
           });
         }
         // A lost ledger: what is there with its size is recorded as sent (as `run` does).
         const there = anew === null
           ? waiting.map(() => false)
           : await atDestination(transport, waiting, write);
-        const others = waiting.filter((file, index) => !there[index] && !file.own);
         const taken = new Set(waiting.map((file) => file.placed));
+        await besideChangedCopies(transport, table, waiting, taken, write);
+        const others = waiting.filter((file, index) => !there[index] && !file.own);
         await besideOthers(transport, table, others, taken, write);
         for (const [index, file] of waiting.entries()) {
           const target = quoteIfUnsafe(transport.describeTarget(file.placed));
@@ -161,12 +162,17 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             recorded++;
             continue;
           }
-          const beside = file.occupied === undefined
+          const beside = file.changed !== undefined
+            ? ` (beside ${quoteIfUnsafe(file.changed)}, its copy, changed at the destination ` +
+              "since this job sent it: it is kept, not replaced)"
+            : file.occupied === undefined
             ? ""
             : ` (beside ${quoteIfUnsafe(file.occupied)}, which holds another file that this job ` +
               "did not send there: it is never replaced)";
           write(
-            `would transfer ${quoteIfUnsafe(file.source)} -> ${target}${file.fallback}${beside}`,
+            `would transfer ${quoteIfUnsafe(file.source)} -> ${target}${
+              file.changed ? file.fallback.replace(OVER_OWN, "") : file.fallback
+            }${beside}`,
           );
           count++;
         }
@@ -261,7 +267,13 @@ interface Waiting {
   held?: boolean;
   /** Where it was planned, where a file this job did not send is (it goes beside it). */
   occupied?: string;
+  /** With `own`: the ledger's row, which records the version whose copy arrived. */
+  row?: LedgerRow;
+  /** Its own copy, changed at the destination since it was sent (it goes beside it). */
+  changed?: string;
 }
+
+const OVER_OWN = " (over its own copy, sent before)";
 
 /** How long a dry run waits for the destination to say which files it has. */
 const ASK_DESTINATION_MS = 60_000;
@@ -290,6 +302,41 @@ async function atDestination(
       }): each is listed as it would be sent`,
     );
     return files.map(() => false);
+  }
+}
+
+/**
+ * `files` whose source changed since its copy arrived, where that copy was changed at the
+ * destination since (`pipeline/sent_copy.ts`): it goes beside it, as `run` puts it (no longer
+ * `own`, so the next name is asked as a new file's is).
+ */
+async function besideChangedCopies(
+  transport: Transport,
+  table: FileRows | null,
+  files: Waiting[],
+  taken: Set<string>,
+  write: (line: string) => void,
+): Promise<void> {
+  const items = files.map((file) => ({ ...file, destination: file.placed }));
+  let changed: Set<number>;
+  try {
+    const rows = files.map((file) => file.own ? file.row ?? null : null);
+    changed = await copiesChanged(transport, items, rows, AbortSignal.timeout(ASK_DESTINATION_MS));
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return write(`cannot ask the destination whether copies to replace changed there (${why})`);
+  }
+  for (const n of changed) {
+    const file = files[n];
+    const beside = nameBesideOther(
+      file.placed,
+      file.relPath,
+      taken,
+      (prefix) => table?.destinationsFrom(prefix) ?? [],
+    );
+    if (beside === null) continue; // The run fails it, and tries again later.
+    taken.add(beside);
+    [file.changed, file.placed, file.own] = [transport.describeTarget(file.placed), beside, false];
   }
 }
 

@@ -60,6 +60,12 @@ async function changedCopyKept(
   copy.close();
   const second = randomBytes(20_000); // The same size: a header edited in place.
   await editInPlace(watch, "img007.fits", second, new Date(NIGHT.getTime() + 60_000));
+  const dry = await runCli(["run", "--dry-run", "-c", config], { env });
+  assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+  assert.match(
+    dry.stdout,
+    /would transfer \S*img007\.fits -> \S*20240701\/img007~2\.fits \(beside \S*20240701\/img007\.fits, its copy, changed at the destination since this job sent it: it is kept, not replaced\)/,
+  );
   const log2 = await run(config, env);
   assert.equal(await sha256OfFile(join(night, "img007.fits")), sha256Of(processed), log2);
   assert.equal(await sha256OfFile(join(night, "img007~2.fits")), sha256Of(second), log2);
