@@ -81,6 +81,8 @@ export interface DestinationPauseOptions {
   /** Job name and destination, for the log lines. */
   job: string;
   target: string;
+  /** The pause this one goes on from (a reload rebuilt the job, same destination: `continueFrom`). */
+  continues?: DestinationPause;
   /** Files on their way at full speed (transfers × batch size). */
   fullSpeed: number;
   /** Called when a probe may start. */
@@ -109,8 +111,8 @@ export class DestinationPause {
   /** While recovering: how many files may be on their way. */
   #window = 1;
   #options:
-    & Required<Omit<DestinationPauseOptions, "onChange" | "onBack">>
-    & Pick<DestinationPauseOptions, "onChange" | "onBack">;
+    & Required<Omit<DestinationPauseOptions, "onChange" | "onBack" | "continues">>
+    & Pick<DestinationPauseOptions, "onChange" | "onBack" | "continues">;
   /** Whether the pause is for a full destination (else one that cannot be reached). */
   #full = false;
   /** The pause as last reported (see `onChange`). */
@@ -139,6 +141,7 @@ export class DestinationPause {
       firstProbeMs: Math.min(options.firstProbeMs ?? probeEveryMs, probeEveryMs),
       clock: options.clock ?? systemClock,
     };
+    if (options.continues) this.continueFrom(options.continues);
   }
 
   /**

@@ -137,9 +137,8 @@ export class JobRunner {
       firstProbeMs: job.retry_delay_seconds * 1000,
       onChange: options.onPauseChange,
       onBack: () => status.reachable(), // Reachable, though the file that ended the pause waits.
+      continues: options.replaces?.target === this.target ? options.replaces.#pause : undefined,
     });
-    // A reload that rebuilt the job: its destination's outage goes on (not said nor tried anew).
-    if (options.replaces?.target === this.target) this.#pause.continueFrom(options.replaces.#pause);
     this.#space = new SpaceGuard({
       job,
       target: transport.describeTarget(""),
