@@ -158,3 +158,13 @@ export async function liveStatusPage(
     throw error;
   }
 }
+
+/** The sum of metric `name` over all its labels, as `/metrics` at `base` gives it now. */
+export async function metricTotal(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name}{`)) total += Number(line.split(" ").pop());
+  }
+  return total;
+}

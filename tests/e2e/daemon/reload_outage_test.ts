@@ -10,21 +10,11 @@ import { reloadDaemon, startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
-import { waitPaused } from "../../helpers/status.ts";
+import { metricTotal, waitPaused } from "../../helpers/status.ts";
 
 const FILES = ["a.fits", "b.fits", "c.fits", "d.fits", "e.fits", "f.fits"];
 const NIGHT = "20240315";
 const NIGHT_TIME = new Date("2024-03-15T20:00:00Z");
-
-/** The job's failed attempts by error class, as `/metrics` counts them. */
-async function failures(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("image_transfer_failures_total{")) total += Number(line.split(" ").pop());
-  }
-  return total;
-}
 
 Deno.test("a reload that changes a job during an outage: the pause, its since and its probes go on; the outage is said once", async () => {
   const sshd = await startSshd();
@@ -51,7 +41,7 @@ Deno.test("a reload that changes a job during an outage: the pause, its since an
     const pause = await waitPaused(box.config, box.env, "destination unreachable");
     await daemon.waitForOutput("(1 probe(s) failed)");
     assert.match(daemon.stderr(), /still cannot be reached, for under a minute \(1 probe/);
-    const before = await failures(base);
+    const before = await metricTotal(base, "image_transfer_failures_total");
 
     const text = await Deno.readTextFile(box.config);
     await Deno.writeTextFile(
@@ -64,7 +54,7 @@ Deno.test("a reload that changes a job during an outage: the pause, its since an
     // The next failed attempt is the rebuilt job's first probe: one file, not every waiting one.
     let after = before;
     await waitFor(
-      async () => (after = await failures(base)) !== before,
+      async () => (after = await metricTotal(base, "image_transfer_failures_total")) !== before,
       LEAST_CEILING_MS,
       "the next probe after the reload",
     );

@@ -19,7 +19,7 @@ import { freePort } from "../../helpers/net.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { sshSandbox, startSshd, startSshDaemon } from "../../helpers/sshd.ts";
-import { getJson, pausedJob, post, startStatusDaemon } from "../../helpers/status.ts";
+import { getJson, metricTotal, pausedJob, post, startStatusDaemon } from "../../helpers/status.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
@@ -51,7 +51,8 @@ Deno.test("status: a job paused for a destination that cannot be reached is one 
 });
 
 Deno.test("status: a reload (SIGHUP) that changes the job while the destination cannot be reached keeps since when it could not be reached", async () => {
-  await using running = await startSshDaemon("rsync", `127.0.0.1:${freePort()}`);
+  const port = freePort();
+  await using running = await startSshDaemon("rsync", `127.0.0.1:${port}`);
   const { sshd, box, daemon } = running;
   // The live line's and the ledger line's "since", as `status` prints them.
   const sinces = async () => {
@@ -61,7 +62,6 @@ Deno.test("status: a reload (SIGHUP) that changes the job while the destination 
     const paused = /paused: destination unreachable since ([0-9: -]+) /.exec(out.stdout)?.[1];
     return { live, paused, stdout: out.stdout };
   };
-  const refusals = () => (daemon.stderr().match(/cannot be reached:/g) ?? []).length;
   await daemon.waitForOutput("Watching");
   await sshd.halt();
   const source = join(box.watch, "a.fits");
@@ -75,13 +75,18 @@ Deno.test("status: a reload (SIGHUP) that changes the job while the destination 
   // The clock moves on to a later second before the reload.
   const outage = Date.now();
   await waitFor(() => Date.now() - outage > 1100, LEAST_CEILING_MS, "a later second");
-  const refused = refusals();
   // A changed setting: the job starts again (one that did not change goes on as it is).
   await Deno.writeTextFile(box.config, "retry_attempts: 4\n", { append: true });
   daemon.process.kill("SIGHUP");
   await daemon.waitForOutput("Reload: job default: retry_attempts 3 -> 4");
-  // The next runner tried the file itself and found the destination still down.
-  await waitFor(() => refusals() > refused, LEAST_CEILING_MS, "the next runner's refusal");
+  // The next runner goes on from the pause, probes the destination and finds it still down.
+  const probed = await metricTotal(`http://127.0.0.1:${port}`, "image_transfer_probes_total");
+  await waitFor(
+    async () =>
+      await metricTotal(`http://127.0.0.1:${port}`, "image_transfer_probes_total") > probed,
+    LEAST_CEILING_MS,
+    "the next runner's probe",
+  );
   let after = await sinces();
   await waitFor(
     async () => (after = await sinces()).live !== undefined && after.paused !== undefined,
@@ -141,12 +146,16 @@ Deno.test("status: after a reload, a paused job's line keeps since when it pause
       // The clock moves on to a later second before the reload.
       const paused = Date.now();
       await waitFor(() => Date.now() - paused > 1100, LEAST_CEILING_MS, "a later second");
-      const began = () => daemon.stderr().split("takes no file").length - 1;
-      const pausesBefore = began();
       await Deno.writeTextFile(config, "retry_attempts: 4\n", { append: true });
       daemon.process.kill("SIGHUP");
       await daemon.waitForOutput("Reload: job default: retry_attempts 3 -> 4");
-      await waitFor(() => began() > pausesBefore, LEAST_CEILING_MS, "the next runner's pause");
+      // The next runner goes on from the pause and probes the destination, still refused.
+      const probed = await metricTotal(running.base, "image_transfer_probes_total");
+      await waitFor(
+        async () => await metricTotal(running.base, "image_transfer_probes_total") > probed,
+        LEAST_CEILING_MS,
+        "the next runner's probe",
+      );
       // Its pause named one file as it began; its refusals name both files in turn.
       const named = new Set(
         [...daemon.stderr().split("takes no file").at(-1)!.matchAll(/\/(\w)\.fits/g)]

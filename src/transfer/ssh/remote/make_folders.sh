@@ -152,7 +152,7 @@ make_upload_folder() {
   shift 3
   if [ "$#" -ge 2 ]; then
     up_prefix=$1 up_suffix=$2 up_keep=${3:-0}
-    [ "$#" -ge 3 ] && shift 3 || shift "$#"
+    if [ "$#" -ge 3 ]; then shift 3; else shift "$#"; fi
     sweep_upload_folders "$up_folder" "$up_prefix" "$up_suffix" "$up_keep" "$@"
   fi
   error=$(mkdir -m 700 -- "$up_folder/$up_name" 2>&1) && return 0
