@@ -181,6 +181,8 @@ export interface RunningCli {
   stdout(): string;
   /** Resolve when stderr or stdout contains `text` (rejects after `timeoutMs`, at least a minute). */
   waitForOutput(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** Whether the process has ended (its status is known). */
+  exited(): boolean;
   /** Send `signal` and wait for exit; returns the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
@@ -214,6 +216,7 @@ export function startCli(args: string[], options: CliOptions = {}): RunningCli {
     process,
     stderr: () => err,
     stdout: () => out,
+    exited: () => exited,
     async waitForOutput(text, timeoutMs = LEAST_CEILING_MS) {
       const deadline = Date.now() + ceilingMs(timeoutMs);
       const seen = () =>

@@ -198,6 +198,9 @@ Deno.test("run --dry-run stopped by Ctrl-C while it asks an SSH destination ends
         await waitFor(() => exists(asked), 60_000, "the sizes asked at the destination");
         await theMaster("the dry run");
         Deno.kill(-dry.process.pid, "SIGINT");
+        await Deno.remove(hold);
+        // A SIGTERM sent before the Ctrl-C was taken in could be the stop it reports.
+        await waitFor(() => dry.exited(), 60_000, "the dry run ended by its Ctrl-C");
       } finally {
         await Deno.remove(hold).catch(() => {});
         status = await dry.stop("SIGTERM");
