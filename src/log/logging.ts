@@ -214,6 +214,14 @@ export function logFileSink(
 }
 
 /**
+ * The log file's sink in force, closed here (not by LogTape) once another set-up is in place or
+ * logging is shut down: LogTape closes the sinks it is given before it puts the next set-up in
+ * place, and a line logged in that moment (other awaiting code runs in it) reached stderr and
+ * never the file, neither the former nor the next.
+ */
+let fileInForce: Disposable | null = null;
+
+/**
  * Configure logging for the whole process.
  *
  * @throws when the log file's folder cannot be created or the file cannot be opened
@@ -225,11 +233,16 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     Deno.stderr.writeSync(encoder.encode(formatter(record)));
   };
   const sinks: Record<string, Sink> = { stderr: stderrSink };
+  let file: (Sink & Disposable) | null = null;
   if (options.logFile) {
     try {
       await Deno.mkdir(dirname(options.logFile), { recursive: true, mode: 0o700 });
       await createPrivate(options.logFile);
-      sinks.file = logFileSink(options.logFile, formatter);
+      const opened = logFileSink(options.logFile, formatter);
+      file = opened;
+      // Given to LogTape without its dispose: LogTape would close it as a reload begins, while
+      // lines still went to stderr until the new set-up was in place (see fileInForce).
+      sinks.file = (record) => opened(record);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new ConfigError(
@@ -238,6 +251,22 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
       );
     }
   }
+  try {
+    await configureSinks(sinks, options);
+  } catch (error) {
+    file?.[Symbol.dispose]();
+    throw error;
+  }
+  // No logger writes to the former file any more: closed only now.
+  fileInForce?.[Symbol.dispose]();
+  fileInForce = file;
+}
+
+/** Put `sinks` in place for every logger (the file first). */
+async function configureSinks(
+  sinks: Record<string, Sink>,
+  options: LoggingOptions,
+): Promise<void> {
   await configure({
     reset: true,
     sinks,
@@ -274,4 +303,6 @@ export function logExit(error: unknown, exitCode: number): void {
 /** Flush and close log sinks (call before exit). */
 export async function shutdownLogging(): Promise<void> {
   await reset();
+  fileInForce?.[Symbol.dispose]();
+  fileInForce = null;
 }
