@@ -118,8 +118,13 @@ Deno.test("a daemon killed (SIGKILL) leaves in its log file every line it logged
   assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", "m31 $(x).fits")), bytes);
   // Before, lines were written out once a second: the last second's were lost with the process.
   const log = await Deno.readTextFile(box.logFile);
-  assert.match(log, /Watching/);
-  assert.match(log, /Successfully transferred .*m31 \$\(x\)\.fits/, log);
+  const seen = `the daemon's stderr:\n${daemon.stderr()}\nits log file:\n${log}`;
+  assert.match(log, /Watching/, seen);
+  assert.match(log, /Successfully transferred .*m31 \$\(x\)\.fits/, seen);
+  // Each line it showed on stderr was in the file before (the file is written first).
+  const held = log.split("\n");
+  const shown = daemon.stderr().split("\n").filter((line) => /^\d{4}-\d\d-\d\d /.test(line));
+  assert.deepEqual(shown.filter((line) => !held.includes(line)), [], seen);
 });
 
 Deno.test("the log file is rotated past its size: the older files move up, the oldest beyond the count is dropped", async () => {
