@@ -323,6 +323,20 @@ export class RemoteFailure extends Error {
   override name = "RemoteFailure";
 }
 
+/**
+ * A failure whose reason (with what to do) and kind are known where it happened, though not the
+ * action that failed: {@linkcode classifyFailure} says it as `Cannot ACTION: REASON`.
+ */
+export class ExplainedFailure extends Error {
+  override name = "ExplainedFailure";
+  readonly kind: TransferErrorKind;
+
+  constructor(reason: string, kind: TransferErrorKind, options: { cause?: unknown } = {}) {
+    super(reason, options);
+    this.kind = kind;
+  }
+}
+
 /** The last non-empty line of `text`, for context in messages. */
 export function lastLine(text: string): string {
   return text.split("\n").map((line) => line.trim()).filter((line) => line !== "").at(-1) ?? "";
@@ -338,6 +352,9 @@ export function classifyFailure(
   context: FailureContext,
 ): TransferError {
   if (error instanceof TransferError) return error;
+  if (error instanceof ExplainedFailure) {
+    return new TransferError(`Cannot ${action}: ${error.message}`, error.kind, { cause: error });
+  }
   if (error instanceof RemoteFailure) {
     const { kind, reason, quiet } = classifyText(error.message, context);
     const said = reason === COMMAND_FAILED

@@ -124,8 +124,11 @@ class SshdNotListening extends Error {}
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
   sessionEnv?: Record<string, string>;
-  /** The program of the `sftp` subsystem (scp's uploads). @default sshd's own internal-sftp */
-  sftpServer?: string;
+  /**
+   * The program of the `sftp` subsystem (scp's uploads); `null`: no `Subsystem sftp` line, a
+   * server without SFTP. @default sshd's own internal-sftp
+   */
+  sftpServer?: string | null;
   /** IPv4 address to listen on. @default "127.0.0.1" */
   listenAddress?: string;
   /** argv that runs sshd, e.g. inside a network namespace (`ip netns exec NS`). @default none */
@@ -193,7 +196,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         // MaxSessions stays at OpenSSH's default (10), as on real servers.
         "AcceptEnv LANG LC_*",
         "LogLevel INFO",
-        `Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`,
+        ...options.sftpServer === null
+          ? []
+          : [`Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`],
         ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
         "",
       ].join("\n"),

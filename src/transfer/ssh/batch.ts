@@ -52,7 +52,7 @@ import type { ResultLine } from "./remote_script.ts";
 const UPLOAD_CALLS_AT_ONCE = 3;
 
 /** A file up to this size may go in one call with its batch (see the module doc). */
-const ONE_CALL_FILE_BYTES = 8 * 1024 * 1024;
+export const ONE_CALL_FILE_BYTES = 8 * 1024 * 1024;
 
 /** A batch of up to this many bytes may go in one call (read into memory whole). */
 export const ONE_CALL_BATCH_BYTES = 32 * 1024 * 1024;

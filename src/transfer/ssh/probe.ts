@@ -24,6 +24,7 @@ import { randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 import { UNMOUNTED_BASE } from "./remote_folders.ts";
 import { runProcess } from "../../process/run.ts";
+import { noSftpReason, sftpSubsystemFailure } from "./sftp_subsystem.ts";
 import { buildScript, call, parseResults, type RemoteScript } from "./remote_script.ts";
 import type { SshTransport } from "./transport.ts";
 
@@ -52,6 +53,9 @@ export async function probeSshDestination(
     const failure = classifyFailure(error, `log in to ${session.destination}`, context);
     checks.push(fail("login", failure.message));
     return checks;
+  }
+  if (job.transfer_method === "scp") {
+    checks.push(await sftpCheck(checks, session, context, timeoutMs));
   }
   const where = session.remoteSpec(job.remote_base_path);
   const script = buildScript(["probe", "disk_space", "make_folders"], [
@@ -152,6 +156,26 @@ function noisyShellCheck(job: JobConfig, said: string, context: FailureContext):
         noisyShellReason(context, "scp (where the server starts its SFTP server through it)")
       } ${printed}`,
     };
+}
+
+/**
+ * The check of the server's SFTP subsystem, which scp of OpenSSH 9 and later sends with (the
+ * `ssh` check of `checks` gives the version; older ones use the legacy protocol, no SFTP).
+ */
+async function sftpCheck(
+  checks: ProbeCheck[],
+  session: SshTransport["session"],
+  context: FailureContext,
+  timeoutMs: number,
+): Promise<ProbeCheck> {
+  const version = checks.find((c) => c.check === "ssh")?.detail.match(/OpenSSH_(\d+)\./)?.[1];
+  if (version !== undefined && Number(version) < 9) {
+    return { check: "sftp", verdict: "skip", detail: `scp of OpenSSH ${version} does not use it` };
+  }
+  const code = await sftpSubsystemFailure(session, timeoutMs);
+  return code === null
+    ? ok("sftp", "the server starts its SFTP subsystem, which scp sends with")
+    : fail("sftp", noSftpReason(context, code));
 }
 
 function ok(check: string, detail: string): ProbeCheck {

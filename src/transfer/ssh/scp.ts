@@ -9,7 +9,9 @@
  *
  * scp runs in its default SFTP mode (OpenSSH 9+; `-O` is never passed), so the
  * remote side opens the paths as given and no remote shell sees file names.
- * The SFTP server needs nothing but itself; OpenSSH's client already writes in
+ * The SFTP server needs nothing but itself, but it must be there: a server
+ * without one fails each scp call (see `sftp_subsystem.ts`), said so, for good.
+ * OpenSSH's client already writes in
  * the largest blocks the server allows (it asks with `limits@openssh.com`).
  * Batching does not depend on connection sharing: where OpenSSH cannot share
  * connections (Windows), a batch still costs one connection per folder.
@@ -20,8 +22,9 @@ import { posix } from "node:path";
 import type { CommandError } from "../../errors.ts";
 import { scpLimit } from "../../config/sizes.ts";
 import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
-import { ONE_CALL_BATCH_BYTES } from "./batch.ts";
+import { ONE_CALL_BATCH_BYTES, ONE_CALL_FILE_BYTES } from "./batch.ts";
 import { SshTransport } from "./transport.ts";
+import { scpClosedBySftp } from "./sftp_subsystem.ts";
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
 const MAX_SOURCE_CHARS = 16_000;
@@ -46,7 +49,15 @@ export class ScpTransport extends SshTransport {
    * within its deadline.
    */
   readonly maxBatchFiles = 160;
-  readonly maxBatchBytes = ONE_CALL_BATCH_BYTES;
+  /**
+   * Whether the last scp call found the server without SFTP (see `sftp_subsystem.ts`): then no
+   * batch holds a file too large for one call with others, so the small files still go in one call.
+   */
+  #noSftp = false;
+
+  get maxBatchBytes(): number {
+    return this.#noSftp ? ONE_CALL_FILE_BYTES : ONE_CALL_BATCH_BYTES;
+  }
 
   /**
    * A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length
@@ -78,7 +89,22 @@ export class ScpTransport extends SshTransport {
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");
     if (limit !== null) argv.splice(1, 0, "-l", scpLimit(limit));
-    await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
+    try {
+      await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
+      this.#noSftp = false;
+    } catch (error) {
+      // "Connection closed" with logins working: a server without SFTP, said as such. A file that
+      // can go in one call (in a batch without larger files, from now on) is tried again.
+      const inOneCall = this.oneCallFiles > 1 &&
+        group.some((delivery) => delivery.item.size <= ONE_CALL_FILE_BYTES);
+      const noSftp = await scpClosedBySftp(error, this.session, this.context, {
+        timeoutMs: this.timeoutMs,
+        signal,
+        kind: inOneCall ? "retry" : "fatal",
+      });
+      if (noSftp !== null) this.#noSftp = true;
+      throw noSftp ?? error;
+    }
   }
 
   /**

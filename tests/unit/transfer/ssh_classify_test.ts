@@ -4,6 +4,7 @@ import {
   baseRefusedReason,
   classifyFailure,
   classifyText,
+  ExplainedFailure,
   type FailureContext,
   RemoteFailure,
 } from "../../../src/transfer/classify.ts";
@@ -14,6 +15,7 @@ import {
   TransferError,
 } from "../../../src/errors.ts";
 import { runHere } from "../../../src/process/run_here.ts";
+import { noSftpReason } from "../../../src/transfer/ssh/sftp_subsystem.ts";
 
 const context: FailureContext = { host: "freya", destination: "obs@freya", port: 2222 };
 
@@ -520,4 +522,19 @@ Deno.test("a source of this machine scp or rsync cannot read is the source's pro
     assert.doesNotMatch(error.message, /the connection to|remote user|destination/, stderr);
     assert.equal(failureScope(error), "file", stderr);
   }
+});
+
+Deno.test("a server without SFTP is said as such, of the file that failed: a fix on the server, not a connection lost", () => {
+  for (
+    const [code, said] of [[255, /offers no SFTP subsystem/], [127, /is not installed/]] as const
+  ) {
+    const reason = noSftpReason(context, code);
+    assert.match(reason, said);
+    assert.match(reason, /add "Subsystem sftp internal-sftp" to its sshd_config/);
+    const error = classifyFailure(new ExplainedFailure(reason, "fatal"), "send a.fits", context);
+    assert.equal(error.kind, "fatal");
+    assert.equal(error.message, `Cannot send a.fits: ${reason}`);
+    assert.equal(failureScope(error), "file");
+  }
+  assert.match(noSftpReason({ ...context, fromTo: true }, 255), /or use --method rsync$/);
 });
