@@ -9,9 +9,9 @@
  *
  * scp runs in its default SFTP mode (OpenSSH 9+; `-O` is never passed), so the
  * remote side opens the paths as given and no remote shell sees file names.
- * The SFTP server needs nothing but itself, but it must be there: a server
- * without one fails each scp call (see `sftp_subsystem.ts`), said so, for good.
- * OpenSSH's client already writes in
+ * The SFTP server needs nothing but itself, but it must be there: on a server
+ * without one (no `Subsystem sftp` line) every scp call fails, and is said to
+ * fail for that (see `sftp_subsystem.ts`). OpenSSH's client already writes in
  * the largest blocks the server allows (it asks with `limits@openssh.com`).
  * Batching does not depend on connection sharing: where OpenSSH cannot share
  * connections (Windows), a batch still costs one connection per folder.
@@ -95,7 +95,7 @@ export class ScpTransport extends SshTransport {
     } catch (error) {
       // "Connection closed" with logins working: a server without SFTP, said as such. A file that
       // can go in one call (in a batch without larger files, from now on) is tried again.
-      const inOneCall = this.oneCallFiles > 1 &&
+      const inOneCall = this.oneCallFiles > 1 && this.limitedCalls.bytesPerSecond === null &&
         group.some((delivery) => delivery.item.size <= ONE_CALL_FILE_BYTES);
       const noSftp = await scpClosedBySftp(error, this.session, this.context, {
         timeoutMs: this.timeoutMs,

@@ -25,9 +25,9 @@ export async function sftpSubsystemFailure(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<number | null> {
-  const argv = await session.sshArgv(["sftp"]);
-  argv.splice(argv.lastIndexOf("--"), 0, "-s");
   try {
+    const argv = await session.sshArgv(["sftp"]);
+    argv.splice(argv.lastIndexOf("--"), 0, "-s");
     await session.run(argv, { timeoutMs, signal });
     return null;
   } catch (error) {
