@@ -3,8 +3,9 @@
  * table: a file's row goes in with the transaction that records the file as
  * arrived, and out as its hook starts. A daemon stopped or killed before then
  * runs the hook at its next start, so no hook is lost (one taken as the daemon
- * stopped, before its program started, is owed again); one cut off while it
- * ran is not run again (its end is in the log), so none runs twice.
+ * stopped, before its program started, is owed again; where the ledger cannot
+ * be written then, it runs at once, the stop waiting for it); one cut off while
+ * it ran is not run again (its end is in the log), so none runs twice.
  *
  * @module
  */

@@ -38,7 +38,8 @@ export interface OwedHooks {
   count(): number;
   /**
    * A hook whose start was taken did not start (a stop came first): owed again, unless another
-   * version of its file is owed now (@throws when the ledger cannot be written).
+   * version of its file is owed now (@throws when the ledger cannot be written: the hook then runs
+   * at once, the stop waiting for it).
    */
   notStarted(facts: HookFacts): void;
 }
@@ -80,20 +81,15 @@ interface QueuedHook {
 const START_AGAIN_MS = 2000;
 
 /** What identifies an owed hook: its file and version. */
-function owedKey(facts: HookFacts): string {
-  return `${facts.size}/${facts.mtimeMs}/${facts.relPath}`;
-}
+const owedKey = (facts: HookFacts) => `${facts.size}/${facts.mtimeMs}/${facts.relPath}`;
 
 /** What the log says of a hook a stop (or a full queue) keeps from starting, by its event. */
-function later(event: HookEvent): string {
-  return event === "transfer" ? "; it runs at the next start" : "";
-}
+const later = (event: HookEvent) => event === "transfer" ? "; it runs at the next start" : "";
 
 /**
- * Runs one job's hooks; see the module doc. A reload that keeps the job hands
- * its hooks on: the waiting ones move to the next runner, the running ones
- * finish in the one they started in and count against the next one's
- * `max_concurrent_hooks`, and one tally goes on.
+ * Runs one job's hooks; see the module doc. A reload that keeps the job hands its hooks on: the
+ * waiting ones move to the next runner, the running ones finish in the one they started in and
+ * count against the next one's `max_concurrent_hooks`, and one tally goes on.
  */
 export class HookRunner {
   #job: JobConfig;
@@ -175,13 +171,13 @@ export class HookRunner {
   }
 
   /**
-   * Stop taking hooks. With `drain`, hooks still waiting run (each within
-   * its timeout; {@linkcode HookRunner.abort} ends them sooner); without,
-   * they are dropped (each named) and running ones are killed (both
-   * counted), so a stopping daemon does not wait for them. `reloading`: the
-   * tally is said after {@linkcode HookRunner.abort}, by the job's next runner
-   * when it has one. `removed` (with `reloading`: the reload removed the job): the running ones
-   * end, the waiting ones are left (see {@linkcode HookRunner.#leave}) and the tally is said then.
+   * Stop taking hooks. With `drain`, hooks still waiting run (each within its timeout;
+   * {@linkcode HookRunner.abort} ends them sooner); without, they are dropped (each named) and
+   * running ones are killed (both counted), so a stopping daemon does not wait for them (but for
+   * one whose start the ledger took and cannot keep owed again: see `#run`). `reloading`: the
+   * tally is said after {@linkcode HookRunner.abort}, by the job's next runner when it has one.
+   * `removed` (with `reloading`: the reload removed the job): the running ones end, the waiting
+   * ones are left (see {@linkcode HookRunner.#leave}) and the tally is said then.
    */
   async close(drain: boolean, reloading = false, removed = false): Promise<void> {
     this.#closed = true;
@@ -243,11 +239,8 @@ export class HookRunner {
   #notRun(event: HookEvent, facts: HookFacts, reason: string, then = ""): void {
     this.#stats.dropped++;
     this.onFailure();
-    this.#log.error(`Hook on_{event} of job {job} for {source} not run: {reason}${then}`, {
-      event,
-      source: facts.source,
-      reason,
-    });
+    const fields = { event, source: facts.source, reason };
+    this.#log.error(`Hook on_{event} of job {job} for {source} not run: {reason}${then}`, fields);
   }
 
   /**
@@ -400,19 +393,26 @@ export class HookRunner {
       const then = "; then reload the daemon (kill -HUP its pid) or restart it";
       return this.#notRun(event, facts, problem, then);
     }
-    // The stop came before its program started: not run, and an owed one is owed again.
-    if (this.#stopping.signal.aborted) {
+    let signal: AbortSignal | undefined = this.#stopping.signal;
+    // The stop came before its program started: not run, and an owed one is owed again. One whose
+    // start was taken that the ledger cannot keep owed now (its disk full) runs all the same, not
+    // killed by the stop, which waits for it: it would be lost otherwise, run neither now nor later.
+    if (signal.aborted) {
       const again = taken && this.#askOwed((owed) => {
         owed.notStarted(facts);
         return true;
       }, false);
-      const reason = `stopping${taken && !again ? " (the ledger could not keep it owed)" : ""}`;
-      this.#notRun(event, facts, reason, again ? later(event) : "");
-      return;
+      if (!taken || again) return this.#notRun(event, facts, "stopping", again ? later(event) : "");
+      this.#log.warn(
+        "Hook on_{event} of job {job} for {source} runs as the daemon stops: its start was taken " +
+          "from the ledger, which cannot keep it owed for the next start",
+        fields,
+      );
+      signal = undefined;
     }
     const result = await runCaptured(argv, hookEnvironment(job, event, facts), {
       timeoutMs: job.hook_timeout_seconds * 1000,
-      signal: this.#stopping.signal,
+      signal,
     });
     if (result.kind === "not-started") {
       this.#stats.failed++;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { HookRunner, type OwedHooks } from "../../../src/pipeline/hooks.ts";
 import type { HookFacts } from "../../../src/pipeline/hook_facts.ts";
-import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { Ledger, LEDGER_FILE, LedgerWriteError } from "../../../src/ledger/ledger.ts";
 import { DueHooks } from "../../../src/ledger/due_hooks.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
@@ -273,6 +273,47 @@ Deno.test("a hook whose start was taken as the daemon stops, before its program 
     await logs.stop();
     runner.abort();
     ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a hook whose start was taken as the daemon stops, before its program started, runs all the same where the ledger cannot keep it owed (its disk full)", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hook-owed-full-" });
+  const { hook, runs } = await countingHook(root);
+  const job = testJob("test", {
+    watch_path: join(root, "watch"),
+    remote_base_path: join(root, "dest"),
+    transfer_method: "local",
+    on_transfer: [hook],
+  });
+  const keptOwed: string[] = [];
+  // The ledger takes each start, then can no longer be written (its disk filled meanwhile).
+  const owed: OwedHooks = {
+    started: () => "taken",
+    list: () => [],
+    count: () => 0,
+    notStarted: (f) => {
+      keptOwed.push(f.relPath);
+      throw new LedgerWriteError("Cannot write the ledger: database or disk is full");
+    },
+  };
+  const runner = new HookRunner(job, undefined, owed);
+  const logs = await captureLogs();
+  try {
+    runner.arrived(facts(root, "a.fits"));
+    // The stop, in the same task: its program has not started yet.
+    await runner.close(false);
+    assert.deepEqual(keptOwed, ["a.fits"], "asked to keep it owed");
+    // Before, it was lost: taken from the ledger, never run, and not owed any more.
+    assert.deepEqual(await runs(), ["a.fits"]);
+    assert.deepEqual(runner.stats, { succeeded: 1, failed: 0, dropped: 0 });
+    const said = logs.records.filter((r) =>
+      String(r.rawMessage).includes("runs as the daemon stops")
+    );
+    assert.equal(said.length, 1);
+  } finally {
+    await logs.stop();
+    runner.abort();
     await Deno.remove(root, { recursive: true });
   }
 });
