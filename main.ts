@@ -11,7 +11,14 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCli } from "./src/cli/program.ts";
-import { errorChain, ExitCode, exitCodeFor, guardedPathReason, UsageError } from "./src/errors.ts";
+import {
+  errorChain,
+  ExitCode,
+  exitCodeFor,
+  guardedPathReason,
+  OutcomeError,
+  UsageError,
+} from "./src/errors.ts";
 import { logExit, shutdownLogging } from "./src/log/logging.ts";
 import { cleanUpAfterCrash } from "./src/process/crash_cleanup.ts";
 
@@ -41,7 +48,9 @@ function reportError(error: unknown, verbose: boolean): number {
       );
       console.error(`  ${said.replaceAll("\n", "\n  ")}`);
     }
-    if (code === ExitCode.failure && error instanceof Error && error.stack) {
+    // An outcome to report (files not sent) is no bug: its message says it all.
+    const expected = error instanceof OutcomeError;
+    if (code === ExitCode.failure && error instanceof Error && error.stack && !expected) {
       console.error(error.stack);
     }
   } else if (error instanceof UsageError) {

@@ -51,6 +51,14 @@ export class WatchFolderError extends Error {
   override name = "WatchFolderError";
 }
 
+/**
+ * A command did its work and its outcome is a failure to report (files that were not all sent,
+ * doctor's FAIL lines): exit code 1, said by its message alone, with no stack even with -v.
+ */
+export class OutcomeError extends Error {
+  override name = "OutcomeError";
+}
+
 /** The exit code for an error that ended a command. */
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return ExitCode.usage;

@@ -25,7 +25,7 @@ import {
   wantsQuickStart,
   withoutConfigHint,
 } from "./quick_start.ts";
-import { UsageError } from "../errors.ts";
+import { OutcomeError, UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
 import {
   type TemplateValue,
@@ -229,7 +229,9 @@ export function doctorCommand(): Command {
         ledger?.close();
       }
       if (examples.length > 0) throw fillIn(config, examples, checked.length > 0 && !ok);
-      if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
+      if (!ok) {
+        throw new OutcomeError("Cannot confirm every job will work: fix the FAIL lines above");
+      }
     });
 }
 

@@ -16,7 +16,7 @@ import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { regularFileText, resolveConfigPath } from "../config/paths.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
-import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
+import { ConfigError, exitCodeFor, OutcomeError, UsageError } from "../errors.ts";
 import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
@@ -188,7 +188,7 @@ export function runCommand(): Command {
               ? [`${unnamed} matching file(s) or folder(s) cannot be sent by their names or read`]
               : []),
           ];
-          throw new Error(
+          throw new OutcomeError(
             `Not every file was transferred: ${why.join(", and ")}; see the log and \`${status}\``,
           );
         }

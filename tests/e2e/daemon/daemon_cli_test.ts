@@ -91,6 +91,25 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
   }
 });
 
+Deno.test("run --once -v that ends with a file not sent says so in one line, without a stack trace", async () => {
+  const box = await cliSandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
+  try {
+    // A regular file where the night folder goes: the folder cannot be made.
+    await Deno.mkdir(box.dest);
+    await Deno.writeTextFile(join(box.dest, "20240502"), "in the way");
+    await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(100));
+    await Deno.utime(join(box.watch, "b.fits"), noon, noon);
+    const run = await runCli(["run", "--once", "-v", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /^error: Not every file was transferred: 1 file\(s\) failed; /m);
+    // An expected outcome, not a bug: no "Error: ..." repeated with the places in the code.
+    assert.doesNotMatch(run.stderr, /^\s+at /m, "no stack trace");
+    assert.doesNotMatch(run.stderr, /^Error: /m);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
 Deno.test("run --dry-run lists source -> destination and changes nothing", async () => {
   const box = await cliSandbox();
   try {
