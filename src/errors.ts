@@ -212,12 +212,12 @@ export function isDestinationFull(error: TransferError): boolean {
 /**
  * Whether `error` says the destination's host or the connection to it failed
  * (not one file): no connection, refused login, a login shell that prints
- * text, an unknown or changed host key, a host name that does not resolve, an untrusted TLS certificate, an
+ * text or an account that runs no commands, an unknown or changed host key, a host name that does not resolve, an untrusted TLS certificate, an
  * FTP server that stops answering; as `transfer/classify.ts`, `transfer/ftp/connect.ts` and
  * `transfer/ftp/no_answer.ts` word it.
  */
 export function isConnectionFailure(error: TransferError): boolean {
-  return /the connection to \S+ failed|authentication was refused|the login shell of \S+ prints text|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not (?:trusted|made for)|connection lost or refused|FTP server \S+: connect: |FTP server \S+ does not answer: /i
+  return /the connection to \S+ failed|authentication was refused|the login shell of \S+ prints text|but the account runs no commands|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not (?:trusted|made for)|connection lost or refused|FTP server \S+: connect: |FTP server \S+ does not answer: /i
     .test(error.message);
 }
 

@@ -11,6 +11,7 @@ import {
   type TransferErrorKind,
 } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
+import { noCommandsReason } from "./no_commands.ts";
 
 /** Who was being talked to, for the what-to-do text. */
 export interface FailureContext {
@@ -385,6 +386,10 @@ export function classifyFailure(
       return new TransferError(`Cannot ${action}: ${howItEnded(tool, run)}`, "retry", {
         cause: error,
       });
+    }
+    const noCommands = noCommandsReason(context, run); // Before the words rsync makes of it.
+    if (noCommands !== null) {
+      return new TransferError(`Cannot ${action}: ${noCommands}`, "fatal", { cause: error });
     }
     const classified = classifyText(run.stderr, context, run.code, tool);
     const { kind } = classified;

@@ -133,6 +133,8 @@ export interface SshdOptions {
   listenAddress?: string;
   /** argv that runs sshd, e.g. inside a network namespace (`ip netns exec NS`). @default none */
   commandPrefix?: string[];
+  /** A `ForceCommand` for every session (e.g. `internal-sftp`, an sftp-only account). @default none */
+  forceCommand?: string;
 }
 
 /**
@@ -200,6 +202,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
           ? []
           : [`Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`],
         ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
+        ...options.forceCommand ? [`ForceCommand ${options.forceCommand}`] : [],
         "",
       ].join("\n"),
     );

@@ -20,6 +20,7 @@ import {
   otherBase,
 } from "../classify.ts";
 import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
+import { noCommandsReason } from "../no_commands.ts";
 import { randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 import { UNMOUNTED_BASE } from "./remote_folders.ts";
@@ -50,8 +51,12 @@ export async function probeSshDestination(
     const said = lastLine(new TextDecoder().decode(run.stdout));
     if (said !== "") checks.push(noisyShellCheck(job, said, context));
   } catch (error) {
+    // Logged in, but `true` did not run: said as such, not as a login that failed.
+    const noCommands = error instanceof CommandError
+      ? noCommandsReason(context, error.run, true)
+      : null;
     const failure = classifyFailure(error, `log in to ${session.destination}`, context);
-    checks.push(fail("login", failure.message));
+    checks.push(fail("login", noCommands ?? failure.message));
     return checks;
   }
   if (job.transfer_method === "scp") {
