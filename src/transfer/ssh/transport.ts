@@ -8,8 +8,8 @@
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import type { CommandError } from "../../errors.ts";
-import { classifyFailure, type FailureContext } from "../classify.ts";
+import { type CommandError, TransferError } from "../../errors.ts";
+import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
   parseFoundFlush,
@@ -71,6 +71,10 @@ export abstract class SshTransport implements Transport, SshMethod {
   #dropTimer: ReturnType<typeof setTimeout> | undefined;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
+  /** rsync: a command's output was seen free of the login shell's text (see `#shellPrints`). */
+  #quietShell = false;
+  /** The question of `#shellPrints` under way, which every send waits for. */
+  #shellAsked: Promise<string | null> | null = null;
 
   /**
    * Under a bandwidth limit the uploads go one call at a time: two batches,
@@ -224,7 +228,50 @@ export abstract class SshTransport implements Transport, SshMethod {
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     // A part of one of these files being sent ends first: this send continues it.
     await Promise.all(items.map((item) => this.#parts.get(item.destination)));
+    const noisy = await this.#shellPrints(signal);
+    if (noisy !== null) {
+      return items.map((item) => ({
+        item,
+        error: new TransferError(
+          `Cannot send ${item.source} to ${this.describeTarget(item.destination)}: ${noisy}`,
+          "fatal",
+        ),
+      }));
+    }
     return await deliver(items, new SshBatch(this), signal);
+  }
+
+  /**
+   * rsync cannot get through a login shell that prints text for commands, while the calls that
+   * carry small files skip such text: small files would arrive and larger ones fail. So, as doctor
+   * says, none is sent while `true` prints text there: why (`null`: it prints nothing, or could not
+   * be asked, which the send then says). Asked once at a time (the start asks it, see `warmUp`),
+   * before each send until it printed nothing once, for at most 10 s; a stop waits for no answer.
+   */
+  async #shellPrints(signal: AbortSignal): Promise<string | null> {
+    if (this.method !== "rsync" || this.#quietShell) return null;
+    const asked = this.#shellAsked ??= this.#askShell().catch(() => null)
+      .finally(() => this.#shellAsked = null);
+    return await new Promise((resolve) => {
+      asked.then(resolve);
+      signal.addEventListener("abort", () => resolve(null), { once: true });
+    });
+  }
+
+  async #askShell(): Promise<string | null> {
+    const timeoutMs = Math.min(this.timeoutMs, 10_000);
+    // Over the shared connection, which the send uses next; none: the send says why.
+    if (await this.session.connect({ timeoutMs }).catch((error) => error) !== null) return null;
+    const argv = await this.session.sshArgv(["true"]);
+    const run = await this.session.run(argv, { timeoutMs }).catch(() => null);
+    if (run === null) return null;
+    const said = lastLine(new TextDecoder().decode(run.stdout));
+    this.#quietShell = said === "";
+    return said === ""
+      ? null
+      : `${noisyShellReason(this.context, "rsync")} (it printed: ${
+        JSON.stringify(said.slice(0, 80))
+      })`;
   }
 
   deliveredBefore(): void {
@@ -260,6 +307,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
   async warmUp(): Promise<void> {
     await this.session.connect({ timeoutMs: this.timeoutMs }).catch(() => {});
+    await this.#shellPrints(new AbortController().signal); // rsync: before the first send.
   }
 
   /**

@@ -95,3 +95,33 @@ Deno.test("a login that runs nothing and says nothing (a shell like /bin/false):
     await sshd.stop();
   }
 });
+
+Deno.test("a login shell that prints text, rsync: run --once sends not even a small file (whose call would skip the text), saying what doctor says, and sends once it is quiet", async () => {
+  // The login's home for this server only (SetEnv HOME): bash reads its ~/.bashrc for commands.
+  const home = await Deno.makeTempDir({ prefix: "itx-noisy-home-" });
+  const bashrc = join(home, ".bashrc");
+  await Deno.writeTextFile(bashrc, 'echo "Welcome to the archive server!"\n');
+  const sshd = await startSshd({ sessionEnv: { HOME: home } });
+  await Deno.chown(home, sshd.uid, sshd.gid);
+  const box = await sshSandbox(sshd, "rsync", { retry_attempts: 3, retry_delay_seconds: 0.1 });
+  try {
+    await Deno.writeFile(join(box.watch, "small.fits"), randomBytes(2000));
+    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /Failed to transfer .*small\.fits: Cannot send .*: the login shell of itx-test@127\.0\.0\.1 prints text for non-interactive sessions .*which rsync cannot get through.*\(it printed: "Welcome to the archive server!"\)/,
+    );
+    assert.doesNotMatch(run.stderr, /Attempt 1 of .* failed/, "fatal: not retried");
+    assert.deepEqual(await listFiles(box.remote), []);
+
+    await Deno.writeTextFile(bashrc, '[[ $- == *i* ]] || return\necho "Welcome!"\n');
+    const quiet = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal((await listFiles(box.remote)).length, 1);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
+    await Deno.remove(home, { recursive: true });
+  }
+});
