@@ -38,9 +38,11 @@ import {
   createTransport,
   type ProbeCheck,
   type StoppableTransport,
+  tellArrivalsBefore,
   type Transport,
 } from "../transfer/transport.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
+import { rowsAsStartFinds } from "../ledger/destination_spellings.ts";
 import { freeSpaceText, roomToResume } from "../ledger/ledger_file.ts";
 import { probeDaemon } from "../ledger/daemon_lock.ts";
 import { senderIdTrouble } from "../ledger/state_files.ts";
@@ -64,6 +66,7 @@ const VERDICTS: Record<ProbeCheck["verdict"], string> = {
  * @param ledger what the daemon remembers of the destinations (read only), if there is one
  * @param watchOption `--watch` as typed, for jobs made from the options (`--watch`, `--to`), whose
  *   problems are named as those options, not as the keys they set
+ * @param allJobs every job of the config (the ledger's rows of a renamed job are found by them)
  * @returns whether every check passed
  * @throws {Error} when stopped (SIGINT, SIGTERM) while an SSH job was checked
  */
@@ -72,6 +75,7 @@ export async function runDoctor(
   print: (line: string) => void,
   ledger: Ledger | null = null,
   watchOption?: string,
+  allJobs: readonly JobConfig[] = jobs,
 ): Promise<boolean> {
   const watchGiven = watchOption === undefined
     ? "watch_path"
@@ -93,6 +97,8 @@ export async function runDoctor(
     try {
       transport = createTransport(job, runtimeDir, ledger, watchOption !== undefined);
       held = closedOnStop(transport);
+      // A base folder files arrived in is not made again once gone: said as `run` treats it.
+      if (ledger !== null) tellArrivalsBefore(transport, rowsAsStartFinds(ledger, job, allJobs));
       print(`job ${job.name} (${job.transfer_method} -> ${transport.describeTarget("")})`);
     } catch (error) {
       print(`job ${job.name} (${job.transfer_method})`);
@@ -223,7 +229,13 @@ export function doctorCommand(): Command {
         for (const { verdict, check, detail } of stateChecks) {
           console.log(`  ${VERDICTS[verdict].padEnd(4)}  ${check}: ${detail}`);
         }
-        ok = await runDoctor(checked, (line) => console.log(line), ledger, options.watch) &&
+        ok = await runDoctor(
+          checked,
+          (line) => console.log(line),
+          ledger,
+          options.watch,
+          config.jobs,
+        ) &&
           stateDisk === null;
       } finally {
         ledger?.close();

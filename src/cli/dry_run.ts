@@ -15,10 +15,10 @@ import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, nameBesideOther, planDestination } from "../layout/destination.ts";
 import { MOST_TRIES_BESIDE } from "../pipeline/batch_items.ts";
 import { observationOf, placeBeside } from "../layout/sent_before.ts";
-import { FileRows, type LedgerRow } from "../ledger/file_rows.ts";
+import type { FileRows, LedgerRow } from "../ledger/file_rows.ts";
 import { copiesChanged } from "../pipeline/sent_copy.ts";
-import { ledgerTarget } from "../ledger/destination_spellings.ts";
-import { fromWatchFolder, ledgerName } from "../ledger/job_names.ts";
+import { rowsAsStartFinds } from "../ledger/destination_spellings.ts";
+import { fromWatchFolder } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
@@ -59,10 +59,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     for (const job of config.jobs) {
       const transport = createTransport(job, runtimeDir, null, fromOptions);
       const held = closedOnStop(transport); // Ctrl-C: no SSH master outlives the dry run.
-      const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
-      // Spelled as an older version recorded it: the rows the start takes over.
-      const table = ledger &&
-        new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
+      // Renamed, or spelled as an older version recorded it: the rows the start takes over.
+      const table = ledger && rowsAsStartFinds(ledger, job, config.jobs);
       let count = 0;
       let recorded = 0;
       const waiting: Waiting[] = [];

@@ -22,6 +22,8 @@ import {
   moveNames,
   moveRows,
 } from "./destination_identity.ts";
+import { FileRows } from "./file_rows.ts";
+import { ledgerName } from "./job_names.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
 /** Rows of one job name recorded under another spelling of a destination, now under its own. */
@@ -117,4 +119,14 @@ export function ledgerTarget(ledger: Ledger, job: JobConfig, name: string): stri
     .map((d) => d.target);
   const written = `${destinationServer(job)}${job.remote_base_path}`;
   return others.includes(written) ? written : others[0] ?? target;
+}
+
+/**
+ * The rows of `job` (one of `jobs`) as the next start finds them, changing nothing: under the
+ * name it takes over ({@linkcode ledgerName}) and the spelling it has them under
+ * ({@linkcode ledgerTarget}). For the commands that only read the ledger.
+ */
+export function rowsAsStartFinds(ledger: Ledger, job: JobConfig, jobs: readonly JobConfig[]) {
+  const name = ledgerName(ledger, job, jobs);
+  return new FileRows(ledger, name, ledgerTarget(ledger, job, name));
 }

@@ -18,7 +18,7 @@ import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { type JobSnapshot, JobStatus, type JobSummary } from "../status/job_status.ts";
 import type { StatusEvents } from "../status/events.ts";
-import type { Transport } from "../transfer/transport.ts";
+import { tellArrivalsBefore, type Transport } from "../transfer/transport.ts";
 import { createFileFilter, sharedSkipLog } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { unreadableCount } from "../watch/observation.ts";
@@ -358,9 +358,8 @@ export class JobRunner {
    * again once gone (an unmounted share); the last arrival is the ledger's until a file arrives.
    */
   #startFromLedger(): void {
-    const lastArrival = this.#table.rows.lastArrival();
+    const lastArrival = tellArrivalsBefore(this.#transport, this.#table.rows);
     this.#status.lastSuccessAt ??= lastArrival;
-    if (lastArrival !== null) this.#transport.deliveredBefore?.();
     const fields = { target: this.#transport.describeTarget("") };
     const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();
     if (elsewhere > 0) {

@@ -8,6 +8,7 @@
 import type { TransferError } from "../errors.ts";
 import type { DiskSpace } from "../config/free_space.ts";
 import type { JobConfig } from "../config/types.ts";
+import type { FileRows } from "../ledger/file_rows.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { DestinationVersion } from "./destination_sizes.ts";
 import { FtpTransport } from "./ftp/ftp.ts";
@@ -265,6 +266,23 @@ export function createTransport(
     case "ftp":
       return new FtpTransport(job, { ledger, fromTo });
   }
+}
+
+/**
+ * Tell `transport` that files of its job arrived at its destination before, where the ledger's
+ * `rows` of them (that job's, that destination's) say so (see `Transport.deliveredBefore`): its
+ * base folder is then not made again once gone. What `run` does as a job starts and `doctor`
+ * before its probe, so that both say the same of a base folder that is gone.
+ *
+ * @returns when the last of them arrived (ms since the epoch), `null` for none
+ */
+export function tellArrivalsBefore(
+  transport: Transport,
+  rows: Pick<FileRows, "lastArrival">,
+): number | null {
+  const last = rows.lastArrival();
+  if (last !== null) transport.deliveredBefore?.();
+  return last;
 }
 
 /** A {@linkcode Transport} a command that ends by itself uses (see {@linkcode closedOnStop}). */

@@ -116,7 +116,7 @@ export class FtpTransport implements Transport {
   }
 
   probe(): Promise<ProbeCheck[]> {
-    return probeFtpDestination(this.#job);
+    return probeFtpDestination(this.#job, this.#filesArrivedBefore);
   }
 
   deliveredBefore(): void {

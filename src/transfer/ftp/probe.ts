@@ -10,6 +10,7 @@ import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { freeSpaceCheck } from "../../config/free_space.ts";
 import { checksumCheck } from "./read_back.ts";
+import { baseGoneReason } from "../classify.ts";
 import {
   classifyFtpError,
   connectFtp,
@@ -24,20 +25,27 @@ const PROBE = new TextEncoder().encode("image-transfer doctor\n");
 /** Names of the connection steps as `doctor` prints them. */
 const STEP_NAMES = { connect: "connect", tls: "TLS", login: "login", setup: "session setup" };
 
-/** Check `job`'s FTP destination: one {@linkcode ProbeCheck} per check. Never throws. */
-export async function probeFtpDestination(job: FtpJob): Promise<ProbeCheck[]> {
+/**
+ * Check `job`'s FTP destination: one {@linkcode ProbeCheck} per check (`arrivedBefore`: files
+ * arrived in its base folder before, which is then not made again). Never throws.
+ */
+export async function probeFtpDestination(
+  job: FtpJob,
+  arrivedBefore = false,
+): Promise<ProbeCheck[]> {
   const checks: ProbeCheck[] = [];
   const report = {
     line: (verdict: ProbeCheck["verdict"], check: string, detail: string) =>
       void checks.push({ verdict, check, detail }),
   };
-  await checkFtpDestination(job, report);
+  await checkFtpDestination(job, report, arrivedBefore);
   return checks;
 }
 
 async function checkFtpDestination(
   job: FtpJob,
   report: { line(verdict: ProbeCheck["verdict"], check: string, detail: string): void },
+  arrivedBefore: boolean,
 ): Promise<void> {
   const order: (keyof typeof STEP_NAMES)[] = job.ftp_tls === "required"
     ? ["connect", "tls", "login", "setup"]
@@ -70,6 +78,11 @@ async function checkFtpDestination(
       const made = folder;
       if (await client.size(made).then(() => true, () => false)) {
         report.line("fail", "destination folder", `${made} is a file, not a folder; give a folder`);
+        return;
+      }
+      if (arrivedBefore) {
+        // As a batch finds it: not made again, nothing sent (see `ensureFolders`).
+        report.line("fail", "destination folder", `${made}: ${baseGoneReason(made)}`);
         return;
       }
       // The first transfer makes the folders missing above it too: probed where they start.

@@ -194,6 +194,21 @@ export async function makeLocalFolders(
   return info ?? await Deno.stat(base);
 }
 
+/**
+ * Why the base folder `base`, not there, takes no file (`null`: the first transfer makes it):
+ * files arrived there before (`deliveredBefore`: a share not mounted), or it is a symbolic link
+ * to nothing, through which no folder is made.
+ */
+async function goneBase(base: string, deliveredBefore: boolean): Promise<string | null> {
+  const target = await Deno.readLink(base).catch(() => null);
+  const link = target === null ? "" : `it is a symbolic link to ${target}, which does not exist`;
+  if (deliveredBefore) return `${base}: ${baseGoneReason(base)}${link && ` (${link})`}`;
+  return target === null
+    ? null
+    : `${base}: ${link}, and no folder is made through it: make ${target}, or give another ` +
+      "destination folder";
+}
+
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -308,11 +323,12 @@ async function adopted(
 export async function probeLocalDestination(
   job: JobConfig,
   arrivedOn?: FolderFileSystem,
+  deliveredBefore = false,
 ): Promise<ProbeCheck[]> {
   const base = job.remote_base_path;
   const seconds = job.transfer_timeout_seconds;
   const checks = await answerWithin(
-    probeFolder(base, job.min_free_space, arrivedOn),
+    probeFolder(base, job.min_free_space, arrivedOn, deliveredBefore),
     seconds * 1000,
   );
   return checks ?? [{
@@ -329,12 +345,16 @@ export async function probeLocalDestination(
  * link), and its free space against `min_free_space` (a file system the
  * system cannot measure is a warning). A destination folder that does not
  * exist is not made (a share that is not mounted would get it on the disk
- * below): it is said, and the folder it would be made in is probed instead.
+ * below): it is said, and the folder it would be made in is probed instead;
+ * where files arrived there before (`deliveredBefore`), it fails, as the
+ * transfers do (see {@linkcode makeLocalFolders}). A symbolic link to
+ * nothing fails too: no folder is made through it.
  */
 async function probeFolder(
   base: string,
   minFreeSpace: string | number = 0,
   arrivedOn?: FolderFileSystem,
+  deliveredBefore = false,
 ): Promise<ProbeCheck[]> {
   const unreadable = await Deno.stat(base).then(() => null, (error) => error);
   if (unreadable !== null && !(unreadable instanceof Deno.errors.NotFound)) {
@@ -353,6 +373,10 @@ async function probeFolder(
       detail: `${base}: ${unmounted} (a share that is not mounted): transfers wait for it; ` +
         "mount it",
     }];
+  }
+  if (unreadable !== null) {
+    const gone = await goneBase(base, deliveredBefore);
+    if (gone !== null) return [{ check: "destination folder", verdict: "fail", detail: gone }];
   }
   let folder = base;
   const missing: ProbeCheck[] = [];

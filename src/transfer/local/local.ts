@@ -203,7 +203,7 @@ export class LocalTransport implements Transport {
   }
 
   probe(): Promise<ProbeCheck[]> {
-    return probeLocalDestination(this.#job, this.#arrivedOn);
+    return probeLocalDestination(this.#job, this.#arrivedOn, this.#deliveredBefore);
   }
 
   close(): Promise<void> {

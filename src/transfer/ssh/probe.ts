@@ -63,8 +63,9 @@ export async function probeSshDestination(
     checks.push(await sftpCheck(checks, session, context, timeoutMs));
   }
   const where = session.remoteSpec(job.remote_base_path);
+  const probeName = `.image-transfer-probe-${randomPart()}`;
   const script = buildScript(["probe", "disk_space", "make_folders"], [
-    call("probe_destination", base, `.image-transfer-probe-${randomPart()}`),
+    call("probe_destination", base, probeName),
     call("disk_space", base),
     // Files arrived on a disk mounted there: an empty folder that is no mount point is none.
     ...remoteBase.wasMountPoint
@@ -84,8 +85,17 @@ export async function probeSshDestination(
   const folder = results.get("folder") ?? "";
   const nearest = folder.match(/^missing (.*)$/)?.[1];
   const probed = nearest === undefined ? where : session.remoteSpec(nearest);
+  const dangling = folder.match(/^dangling (.*)$/s)?.[1];
   if (results.has("unmounted")) {
     checks.push(fail("destination folder", `${where}: ${baseGoneReason(base, UNMOUNTED_BASE)}`));
+  } else if (dangling !== undefined) {
+    checks.push(fail(
+      "destination folder",
+      danglingBase(where, dangling, remoteBase.filesArrived, base, context.fromTo),
+    ));
+  } else if (nearest !== undefined && remoteBase.filesArrived) {
+    // As a batch finds it (`make_folders` with `keep`): not made again, nothing sent.
+    checks.push(fail("destination folder", `${where}: ${baseGoneReason(base)}`));
   } else if (folder === "not-a-folder") {
     checks.push(fail(
       "destination folder",
@@ -104,9 +114,17 @@ export async function probeSshDestination(
         }
         : fail("destination folder", `${where}: no answer from the remote checks`),
     );
+    const left = results.get("writable-left");
     checks.push(
       results.has("writable")
         ? ok("destination writable", `created and removed a test folder in ${probed}`)
+        : left !== undefined
+        ? {
+          check: "destination writable",
+          verdict: "warn",
+          detail: `created a test folder in ${probed}, but could not remove it (${left}): ` +
+            `${probed}/${probeName} is left there; remove it`,
+        }
         : fail(
           "destination writable",
           `${probed}: ${results.get("not-writable") ?? "no answer"}; make the folder writable ` +
@@ -143,6 +161,25 @@ export async function probeSshDestination(
     );
   }
   return checks;
+}
+
+/**
+ * Why the base path `where` (`base` on the host), a symbolic link to `target` that is not there,
+ * takes no file: nothing is made through the link; once files `arrived` there, as any base
+ * folder gone (see `baseGoneReason`).
+ */
+function danglingBase(
+  where: string,
+  target: string,
+  arrived: boolean,
+  base: string,
+  fromTo?: boolean,
+): string {
+  const link = `it is a symbolic link to ${target}, which does not exist`;
+  return arrived
+    ? `${where}: ${baseGoneReason(base)} (${link})`
+    : `${where}: ${link}, and no folder is made through it: make ${target} there, or ` +
+      otherBase(fromTo);
 }
 
 /**
