@@ -224,7 +224,7 @@ export function isConnectionFailure(error: TransferError): boolean {
 /**
  * What a failed attempt says about the job: `connection` (see
  * {@linkcode isConnectionFailure}), `destination` (the destination folder is
- * gone, or the login may not write into it, no folder can be made there, as
+ * gone, or the login may not write into it or make it, no folder can be made there, as
  * `transfer/classify.ts` words them, does not answer, as
  * `transfer/local/local.ts` does, or is on a file system mounted read-only:
  * every file fails alike), or `file` (this file's own problem: a folder below
@@ -232,7 +232,7 @@ export function isConnectionFailure(error: TransferError): boolean {
  */
 export function failureScope(error: TransferError): "file" | "connection" | "destination" {
   if (isConnectionFailure(error)) return "connection";
-  return /the destination folder .* is gone \(a share that is not mounted\?\)|may not write into the destination folder |: the destination .* did not answer for |read-only file system/i
+  return /the destination folder .* is gone \(a share that is not mounted\?\)|may not write into the destination folder |may not make the destination folder |: the destination .* did not answer for |read-only file system/i
       .test(error.message)
     ? "destination"
     : "file";

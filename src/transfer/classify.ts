@@ -427,6 +427,22 @@ export function baseRefusedReason(
 }
 
 /**
+ * Why no file can be sent where the base path `base` is not there and the login on `host` may not
+ * make it in `above`, the nearest folder there above it: no file's folder can be there either. In
+ * the words `failureScope` (`errors.ts`) takes for the whole destination failing, never one file's.
+ */
+export function aboveRefusedReason(
+  host: string,
+  base: string,
+  above: string,
+  fromTo?: boolean,
+): string {
+  return `the remote user on ${host} may not make the destination folder ${base}: it is not ` +
+    `there, and ${above} refuses it (permission denied): make the destination folder, or fix ` +
+    `the owner or permissions of ${above}, or ${otherBase(fromTo)}`;
+}
+
+/**
  * Why nothing is sent into a destination base folder that is gone although
  * files arrived there before (a `retry-later` error of every method): it is
  * not made again, since a share that did not mount would get the copies on

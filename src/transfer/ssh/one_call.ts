@@ -18,18 +18,12 @@ import { finishLines, type FinishPlan } from "./finish.ts";
 import {
   type BaseRule,
   type FolderFailure,
-  folderFailureOf,
+  folderFailuresOf,
   type FolderSpec,
   makeFoldersLines,
   type RemoteBase,
 } from "./remote_folders.ts";
-import {
-  buildScript,
-  call,
-  type RemoteScript,
-  type ResultLine,
-  resultsByIndex,
-} from "./remote_script.ts";
+import { buildScript, call, type RemoteScript, type ResultLine } from "./remote_script.ts";
 
 const encoder = new TextEncoder();
 
@@ -323,11 +317,11 @@ export function oneCallFailures(
   remoteBase: RemoteBase,
 ): { folder: FolderFailure | null; receive: string | null; unable: string[] | null } {
   remoteBase.learn(results);
-  const folder = resultsByIndex(results.filter((r) => folderFailureOf(r) !== null)).get(0);
+  const folder = folderFailuresOf(results).get(0);
   const unable = results.find((r) => r.word === "receive-unable");
   const ready = results.some((r) => r.word === "receive-ready");
   return {
-    folder: folder === undefined ? null : folderFailureOf(folder),
+    folder: folder ?? null,
     receive: results.find((r) => r.word === "receive-failed")?.detail.replace(/^\d+ ?/, "") ??
       null,
     unable: unable ? unable.detail.split(" ").filter((tool) => tool !== "") : ready ? null : [],

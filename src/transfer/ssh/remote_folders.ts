@@ -19,6 +19,7 @@ import {
 } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
 import {
+  aboveRefusedReason,
   baseRefusedReason,
   type Classification,
   classifyText,
@@ -93,12 +94,13 @@ export interface EarlierCopySpec {
  * What went wrong with one folder (`base-gone`: the base path is gone and may not be made, or
  * is an empty folder where a disk or share was mounted when files arrived: `seen` says so;
  * `inBase`: the folder that failed is made in the base path itself, the base path, a night
- * folder or an upload folder there: what every file of the job needs).
+ * folder or an upload folder there: what every file of the job needs; `above`: the base path is
+ * not there, and this folder above it, the nearest there, refused it).
  */
 export type FolderFailure =
   | { kind: "link" }
   | { kind: "base-gone"; seen?: string }
-  | { kind: "failed"; message: string; inBase?: boolean };
+  | { kind: "failed"; message: string; inBase?: boolean; above?: string };
 
 /**
  * What `make_folders` may do with the base path (`make` it; `keep`: files arrived there, so it
@@ -175,15 +177,22 @@ export class RemoteBase {
  * How to treat a folder `make_folders` could not make, and why, in the user's words where
  * something else than a folder has its name (`make_folders` says `FOLDER: Not a directory`), and
  * where the login may not write into the base path `base` (`inBase`): the words
- * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file.
+ * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file (where the
+ * base path is not there, naming the folder `above` it that refused it).
  */
 export function folderFailedReason(
-  { message, inBase }: { message: string; inBase?: boolean },
+  { message, inBase, above }: { message: string; inBase?: boolean; above?: string },
   context: FailureContext,
   base: string,
 ): Classification {
   if (inBase && /Permission denied|Operation not permitted/.test(message)) {
-    return { kind: "retry-later", reason: baseRefusedReason(context.host, base, context.fromTo) };
+    const { host, fromTo } = context;
+    return {
+      kind: "retry-later",
+      reason: above === undefined
+        ? baseRefusedReason(host, base, fromTo)
+        : aboveRefusedReason(host, base, above, fromTo),
+    };
   }
   const blocker = /^(.+): Not a directory$/.exec(message)?.[1];
   if (blocker === undefined) return classifyText(message, context);
@@ -255,18 +264,27 @@ export async function makeFolders(
   const stdout = await session.runScript(script.text, options);
   const results = parseResults(stdout, script.marker);
   options.remoteBase.learn(results);
-  const failures = new Map<number, FolderFailure>();
-  const ofFolders = results.filter((result) => folderFailureOf(result) !== null);
-  for (const [index, result] of resultsByIndex(ofFolders)) {
-    const failure = folderFailureOf(result);
-    if (failure) failures.set(index, failure);
-  }
+  const failures = folderFailuresOf(results);
   const earlierCopies = new Map<number, number>();
   const taken = resultsByIndex(results.filter((result) => result.word === "earlier-copy"));
   for (const [item, { detail }] of taken) {
     if (/^\d+$/.test(detail)) earlierCopies.set(item, Number(detail));
   }
   return { failures, earlierCopies };
+}
+
+/** The failures the results of `make_folders` report, by index (with the folder that refused). */
+export function folderFailuresOf(results: ResultLine[]): Map<number, FolderFailure> {
+  const failures = new Map<number, FolderFailure>();
+  const ofFolders = results.filter((result) => folderFailureOf(result) !== null);
+  const above = resultsByIndex(results.filter((result) => result.word === "base-above"));
+  for (const [index, result] of resultsByIndex(ofFolders)) {
+    const failure = folderFailureOf(result);
+    const refused = above.get(index)?.detail;
+    if (failure?.kind === "failed" && refused) failures.set(index, { ...failure, above: refused });
+    else if (failure) failures.set(index, failure);
+  }
+  return failures;
 }
 
 /** The failure a result line of `make_folders` reports (`null`: none). */

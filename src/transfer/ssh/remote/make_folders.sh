@@ -18,7 +18,9 @@
 # was mounted), `folder-failed INDEX MESSAGE`, `base-refused INDEX MESSAGE` (as
 # folder-failed, for a folder made in the base path itself: the base path, a
 # folder just below it, or the upload folder of files that go into the base
-# path; what every file of the job needs, a night folder the first), `earlier-copy ITEM BYTES` (an
+# path; what every file of the job needs, a night folder the first; before it,
+# `base-above INDEX FOLDER` where the base path is not there and FOLDER, the
+# nearest folder above it, refused it), `earlier-copy ITEM BYTES` (an
 # earlier copy was moved into the upload folder), and `base-mount YES` (1: the
 # base path is a mount point; 0: it is none).
 
@@ -108,6 +110,14 @@ make_folders() {
     return 1
   fi
   if ! [ -d "$base" ] && ! error=$(mkdir -p -- "$base" 2>&1); then
+    # The folder that refused it: the nearest one there above it.
+    above=$base
+    while ! [ -e "$above" ] && ! [ -L "$above" ]; do
+      parent=$(dirname -- "$above")
+      [ "$parent" = "$above" ] && break
+      above=$parent
+    done
+    [ "$above" = "$base" ] || report base-above "$index" "$(one_line "$above")"
     report base-refused "$index" "$(one_line "$error")"
     return 1
   fi
