@@ -11,6 +11,7 @@ import { runCli } from "../../helpers/cli.ts";
 import { exists, writeConfig } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
+import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 /** What `run` says of a destination folder gone although files arrived there (`baseGoneReason`). */
 const GONE =
@@ -224,3 +225,26 @@ Deno.test("doctor with the local method says what run does of a destination fold
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("doctor with the ftp method fails a destination folder gone after files arrived there", () =>
+  withVsftpdAndRoot({}, "itx-gone-ftp-", async ({ server, root }) => {
+    const { base, watch, config } = await ftpDaemonSandbox(
+      server,
+      root,
+      { retry_attempts: 0 },
+      "base",
+    );
+    await Deno.writeTextFile(join(watch, "a.fits"), "first night\n");
+    const first = await runCli(["run", "--once", "-c", config], { env: { HOME: root } });
+    assert.equal(first.code, 0, first.stderr);
+    await Deno.rename(base, `${base}.gone`);
+    const doctor = await runCli(["doctor", "-c", config], { env: { HOME: root } });
+    assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+    assert.match(doctor.stdout, new RegExp(`FAIL  destination folder: .*base: .*${GONE.source}`));
+    assert.doesNotMatch(doctor.stdout, /the first transfer makes it/);
+    await Deno.writeTextFile(join(watch, "b.fits"), "second night\n");
+    const run = await runCli(["run", "--once", "-c", config], { env: { HOME: root } });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, GONE);
+    assert.ok(!(await exists(base)), "not made again");
+  }));
