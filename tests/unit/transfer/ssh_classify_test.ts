@@ -1,6 +1,7 @@
 /** Classifying ssh/scp/rsync failures, on stderr text captured from real runs (OpenSSH 9.2, rsync 3.x). */
 import assert from "node:assert/strict";
 import {
+  aboveRefusedReason,
   baseRefusedReason,
   classifyFailure,
   classifyText,
@@ -12,6 +13,7 @@ import {
   CommandError,
   failureScope,
   isDestinationFull,
+  ownFolderRefused,
   TransferError,
 } from "../../../src/errors.ts";
 import { runHere } from "../../../src/process/run_here.ts";
@@ -537,4 +539,20 @@ Deno.test("a server without SFTP is said as such, of the file that failed: a fix
     assert.equal(failureScope(error), "file");
   }
   assert.match(noSftpReason({ ...context, fromTo: true }, 255), /or use --method rsync$/);
+});
+
+Deno.test("a destination folder not there whose folder above refuses it fails the whole destination, never one file's own folder", () => {
+  const error = new TransferError(
+    `Cannot send /w/a.fits to u@h:/d/ro/scp/20261130/a.fits: cannot create the folder: ${
+      aboveRefusedReason("h", "/d/ro/scp", "/d/ro")
+    } (mkdir: cannot create directory '/d/ro/scp': Permission denied)`,
+    "retry-later",
+  );
+  assert.match(
+    error.message,
+    /may not make the destination folder \/d\/ro\/scp: .* \/d\/ro refuses/,
+  );
+  // The job pauses on it (a daemon), and no file is said to fail on its own folder alone.
+  assert.equal(failureScope(error), "destination");
+  assert.equal(ownFolderRefused(error), null);
 });
