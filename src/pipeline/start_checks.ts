@@ -15,7 +15,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { jobKeyPlace, keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { keysNoJobInherits } from "../config/jobs.ts";
-import { keysOfOtherMethods } from "../config/method_keys.ts";
+import { ignoredJobKeys, retryDelaysAboveMax } from "../config/method_keys.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/state_files.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
@@ -66,7 +66,8 @@ export async function checkBeforeStart(
     ...unseenCloses(config),
     ...uncheckedServers(config),
     ...ftpTildeBases(config),
-    ...keysOfOtherMethods(config),
+    ...ignoredJobKeys(config),
+    ...retryDelaysAboveMax(config),
     ...passphraseKeys(config),
     ...(runsAs === undefined ? unsetPasswordVariables(config) : []), // Not a service's env.
     ...(runsAs === undefined ? [tzNotFollowed(config)].filter((note) => note !== null) : []),

@@ -432,6 +432,114 @@ Deno.test("config validate warns of a method's key in a jobs entry of another me
   });
 });
 
+Deno.test("config validate, run --dry-run and doctor warn of keep_days and archive_path with after_transfer: keep (nothing is ever removed), naming the line and what to set; not when empty or used", async () => {
+  await withHome(async (home) => {
+    const out = join(home, "out");
+    await Deno.mkdir(out);
+    const archive = join(home, "archive");
+    const { file, write } = await methodConfig(home, JSON.stringify(out), [
+      "keep_days: 3",
+      `archive_path: ${JSON.stringify(archive)}`,
+    ]);
+    await write("local");
+    const keepDays =
+      /^(?:warning:|WARN ) .*config\.yaml:5: keep_days of job default is ignored: only after_transfer: delete and move use it \(the days a source stays after it arrived\), and this job keeps its sources \(after_transfer: keep, the default\), so no source is ever removed; to remove sources 3 days after they arrived, set after_transfer: delete \(or move, into archive_path\), else remove it$/m;
+    const archivePath =
+      /^(?:warning:|WARN ) .*config\.yaml:6: archive_path of job default is ignored: only after_transfer: move uses it \(sources are moved into it once they arrived verified\), and this job keeps its sources \(after_transfer: keep, the default\); to move them there, set after_transfer: move, else remove it$/m;
+    // Before: "ok", not a word, while the disk filled with sources kept for good. (doctor: WARN)
+    for (const args of [["config", "validate"], ["run", "--dry-run"], ["doctor"]]) {
+      const result = await cli(home, ["-c", file, ...args]);
+      assert.match(result.stderr + result.stdout, keepDays, args.join(" "));
+      assert.match(result.stderr + result.stdout, archivePath, args.join(" "));
+    }
+    // Deleted: keep_days is used, archive_path is not.
+    const text = await Deno.readTextFile(file);
+    await Deno.writeTextFile(file, `${text}after_transfer: delete\n`);
+    const deleted = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.doesNotMatch(deleted.stderr, /keep_days/);
+    assert.match(
+      deleted.stderr,
+      /config\.yaml:6: archive_path of job default is ignored: .* and this job deletes its sources \(after_transfer: delete\); to move them there, set after_transfer: move/,
+    );
+    // Moved: both used.
+    await Deno.writeTextFile(file, `${text}after_transfer: move\n`);
+    const moved = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.doesNotMatch(moved.stderr, /keep_days|archive_path/);
+    // Empty (0, ""): says nothing, not said.
+    await Deno.writeTextFile(
+      file,
+      text.replace("keep_days: 3", "keep_days: 0").replace(/archive_path: .*/, 'archive_path: ""'),
+    );
+    const empty = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.doesNotMatch(empty.stderr, /keep_days|archive_path/);
+  });
+});
+
+Deno.test("config validate warns of a top-level keep_days next to a jobs list only when every job that inherits it keeps its sources", async () => {
+  await withHome(async (home) => {
+    for (const folder of ["north", "south"]) await Deno.mkdir(join(home, folder));
+    const file = join(home, "config.yaml");
+    const write = (southAfter: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          "transfer_method: local",
+          "keep_days: 2",
+          "jobs:",
+          "  - name: north",
+          `    watch_path: ${JSON.stringify(join(home, "north"))}`,
+          `    remote_base_path: ${JSON.stringify(join(home, "out-north"))}`,
+          "  - name: south",
+          `    watch_path: ${JSON.stringify(join(home, "south"))}`,
+          `    remote_base_path: ${JSON.stringify(join(home, "out-south"))}`,
+          `    after_transfer: ${southAfter}`,
+          "",
+        ].join("\n"),
+      );
+    await write("keep");
+    const kept = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.match(
+      kept.stderr,
+      /^warning: .*config\.yaml:2: keep_days at the top level is ignored: only after_transfer: delete and move use it .*, and the jobs that inherit it keep their sources \(after_transfer: keep, the default\), so no source is ever removed; to remove sources 2 days after/m,
+    );
+    await write("delete");
+    const used = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(used.code, 0, used.stderr);
+    assert.doesNotMatch(used.stderr, /keep_days/);
+  });
+});
+
+Deno.test("config validate warns of a retry_delay_seconds above retry_max_delay_seconds, saying the longest wait wins; not of the default delay under a low maximum", async () => {
+  await withHome(async (home) => {
+    const out = join(home, "out");
+    await Deno.mkdir(out);
+    const { file, write } = await methodConfig(home, JSON.stringify(out), [
+      "retry_max_delay_seconds: 1",
+      "retry_delay_seconds: 100",
+    ]);
+    await write("local");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    // Before: accepted without a word.
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:6: retry_delay_seconds of job default \(100\) is above retry_max_delay_seconds \(1\), which wins: every retry waits at most 1 s, the first one too; lower retry_delay_seconds to 1 or less, or raise retry_max_delay_seconds$/m,
+    );
+    // Only the maximum written (below the default delay, 5): what was asked for, not said.
+    await Deno.writeTextFile(
+      file,
+      (await Deno.readTextFile(file)).replace("retry_delay_seconds: 100\n", ""),
+    );
+    const alone = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(alone.code, 0, alone.stderr);
+    assert.doesNotMatch(alone.stderr, /retry/);
+  });
+});
+
 Deno.test("config validate warns of top-level job keys next to a jobs list that every entry sets itself (a single-job config turned into a list), naming the line; not of those inherited", async () => {
   await withHome(async (home) => {
     for (const folder of ["in", "north", "south"]) await Deno.mkdir(join(home, folder));
