@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, Help, Option } from "commander";
 import { versionText } from "../version.ts";
 import { LOG_LEVELS } from "../log/logging.ts";
 import { CommandError, UsageError } from "../errors.ts";
@@ -49,6 +49,14 @@ export async function buildProgram(runOnly = false): Promise<Command> {
     .helpCommand(true);
 
   program.hook("preAction", async (thisCommand, actionCommand) => {
+    if (thisCommand.opts().createConfig && !CREATE_CONFIG_WITH.includes(actionCommand.name())) {
+      // Else it would be ignored, the command run as if it were not given.
+      throw new UsageError(
+        `--create-config (the old tool's flag for \`init\`) does nothing with ` +
+          `\`${commandPath(actionCommand)}\`: leave it out, or write the config with ` +
+          "`image-transfer init` (-c FILE for another file than the default)",
+      );
+    }
     if (thisCommand.opts().createConfig && actionCommand.name() === "run") {
       const { runInit } = await import("./config.ts");
       // `--force` is run's own option (with --save-config): here, as init takes it.
@@ -91,10 +99,28 @@ export async function buildProgram(runOnly = false): Promise<Command> {
     program,
     (command) =>
       command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false)
-        // Every command's help lists -c, -v and --log-level too.
-        .configureHelp({ showGlobalOptions: true }),
+        // Every command's help lists -c, -v and --log-level too; --create-config where it acts.
+        .configureHelp({
+          showGlobalOptions: true,
+          visibleGlobalOptions(this: Help, command: Command) {
+            const all = Help.prototype.visibleGlobalOptions.call(this, command);
+            return CREATE_CONFIG_WITH.includes(command.name())
+              ? all
+              : all.filter((option) => option.long !== "--create-config");
+          },
+        }),
   );
   return program;
+}
+
+/** The commands `--create-config` acts with: `run` (as the old tool's flag did), and `init`. */
+const CREATE_CONFIG_WITH = ["run", "init"];
+
+/** `config generate` for the command `generate` of `config`: its words, without the program's. */
+function commandPath(command: Command): string {
+  const words: string[] = [];
+  for (let at: Command | null = command; at?.parent; at = at.parent) words.unshift(at.name());
+  return words.join(" ");
 }
 
 /** The default command's options, listed in the top-level help like the other options. */

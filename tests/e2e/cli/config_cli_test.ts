@@ -1112,6 +1112,49 @@ Deno.test("--create-config (the old flag) writes the default config like init, a
   });
 });
 
+Deno.test("--create-config with another command than run or init is refused (exit 2, one line), not ignored, and only their help lists it", async () => {
+  await withHome(async (home) => {
+    const file = join(home, "c1.yaml");
+    for (
+      const args of [
+        ["status", "--create-config"],
+        ["--create-config", "stop"],
+        ["config", "validate", "--create-config"],
+      ]
+    ) {
+      const result = await cli(home, ["-c", file, ...args]);
+      // Before: status printed the status (exit 0), the flag ignored.
+      assertConfigFailure(
+        result,
+        new RegExp(
+          "^error: --create-config \\(the old tool's flag for `init`\\) does nothing with `" +
+            (args.includes("validate")
+              ? "config validate"
+              : args.includes("stop")
+              ? "stop"
+              : "status") +
+            "`: leave it out, or write the config with `image-transfer init` " +
+            "\\(-c FILE for another file than the default\\)$",
+          "m",
+        ),
+      );
+      assert.equal(await Deno.stat(file).then(() => true, () => false), false, "written");
+    }
+    for (const args of [["status", "--help"], ["config", "validate", "--help"]]) {
+      const help = await cli(home, args);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /--log-level/);
+      assert.doesNotMatch(help.stdout, /--create-config/, args.join(" "));
+    }
+    for (const args of [["--help"], ["run", "--help"], ["init", "--help"]]) {
+      assert.match((await cli(home, args)).stdout, /--create-config/, args.join(" "));
+    }
+    const init = await cli(home, ["-c", file, "init", "--create-config"]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
+  });
+});
+
 Deno.test("config show prints the effective config as YAML that is itself a valid config", async () => {
   await withHome(async (home) => {
     const result = await cli(home, ["-c", join(FIXTURES, "multi_job.yaml"), "config", "show"]);
