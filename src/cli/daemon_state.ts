@@ -167,12 +167,14 @@ export function withRunOptions(command: string, options: QuickStartOptions): str
 }
 
 /**
- * For `command` (`status`, `stop`) run without a config file or options: how a run without a
- * config file that was given another state folder is found.
+ * For `command` (`status`, `stop`) run without a config file or options (only the default state
+ * folder is looked in): how a daemon started with another config file, or a run without a config
+ * file that was given another state folder, is found.
  */
 export function otherStateDirHint(command: string): string {
-  return `a run without a config file given --set state_dir=DIR is found with ` +
-    `\`image-transfer ${command} --set state_dir=DIR\``;
+  return `a daemon started with a config file is found with \`image-transfer -c FILE ${command}\`, ` +
+    `a run without one given --set state_dir=DIR with \`image-transfer ${command} --set ` +
+    "state_dir=DIR\`";
 }
 
 /**
@@ -195,8 +197,9 @@ export async function daemonConfig(
     const file = resolveConfigPath(option);
     // Not a named pipe or a device (which the loader refused): reading one may never end.
     const text = await regularFileText(file);
-    // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's.
-    if (text === null && option !== undefined) throw problem;
+    // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's,
+    // unless the daemon there says it runs with this file (moved away since, or a folder now).
+    if (text === null && option !== undefined) return await daemonOfMissingFile(file, problem);
     // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
     const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
     const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
@@ -217,6 +220,57 @@ export async function daemonConfig(
     const statusListen = daemonStatus(daemon.state_dir).statusListen ?? "";
     return { config: { file, ...daemon, status_listen: statusListen, jobs: [] }, problem };
   }
+}
+
+/**
+ * For `-c file` that is missing or a folder (moved away while its daemon runs): the daemon of the
+ * default state folder where it says it runs with `file`, as for a file that cannot be parsed
+ * (see {@linkcode daemonConfig}).
+ *
+ * @throws {ConfigError} `problem` for a file that cannot be read otherwise (permission denied);
+ * for one missing or a folder without such a daemon, saying so and how one that still runs with it
+ * is found (by the state_dir it named, with `--set state_dir=DIR`)
+ */
+async function daemonOfMissingFile(
+  file: string,
+  problem: ConfigError,
+): Promise<{ config: Config; problem: ConfigError }> {
+  let what = "is a folder";
+  try {
+    if (!(await Deno.stat(file)).isDirectory) throw problem;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw problem;
+    what = "does not exist";
+  }
+  let daemon: ReturnType<typeof resolveDaemon>;
+  try {
+    daemon = resolveDaemon(daemonSchema.parse({}), Deno.cwd());
+  } catch {
+    throw problem; // No home folder: the loader's error says so.
+  }
+  const status = daemonStatus(daemon.state_dir);
+  const said = `Cannot read config file ${file}: it ${what}`;
+  if (status.running && status.config !== undefined && resolve(status.config) === resolve(file)) {
+    const config = { file, ...daemon, status_listen: status.statusListen ?? "", jobs: [] };
+    return {
+      config,
+      problem: new ConfigError(
+        `${said} (the daemon started with it runs with the default state_dir ` +
+          `${daemon.state_dir}); ${
+            what === "is a folder" ? "give -c the YAML file" : "put it back"
+          }` +
+          ` before the daemon is reloaded or restarted`,
+        { file },
+      ),
+    };
+  }
+  throw new ConfigError(
+    `${said}, so the state_dir it names is not known, and no daemon started with it runs with ` +
+      `the default one (${daemon.state_dir}); a daemon that still runs with it is found by ` +
+      "that state_dir: `image-transfer status --set state_dir=DIR` (and `stop --set " +
+      "state_dir=DIR`), or give -c the config file itself",
+    { file },
+  );
 }
 
 /** What `status --json` reports about the daemon. */
@@ -283,7 +337,9 @@ export function describeDaemon(status: DaemonStatus, stateDir: string, hint?: st
     : ` (stale PID file ${
       join(stateDir, PID_FILE)
     } of pid ${status.stalePid}: that daemon did not stop cleanly)`;
-  return `Daemon: not running${stale}${hint === undefined ? "" : `\n  (${hint})`}`;
+  // Which state folder was looked in: a daemon of another config runs on its own.
+  return `Daemon: not running with state_dir ${stateDir}${stale}` +
+    (hint === undefined ? "" : `\n  (${hint})`);
 }
 
 /**

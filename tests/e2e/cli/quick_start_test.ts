@@ -814,15 +814,17 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
       ),
     );
     // Before: the default state folder's, "not running", and stop stopped nothing (exit 0).
+    // Status said "Daemon: not running" without saying it looked in the default state folder
+    // only, nor how a daemon of a config file is found.
     const plain = await runCli(["status"], { env, cwd: root });
     assert.match(
       plain.stdout,
-      /^Daemon: not running\n {2}\(a run without a config file given --set state_dir=DIR is found with `image-transfer status --set state_dir=DIR`\)$/m,
+      /^Daemon: not running with state_dir \S+image-transfer\n {2}\(a daemon started with a config file is found with `image-transfer -c FILE status`, a run without one given --set state_dir=DIR with `image-transfer status --set state_dir=DIR`\)$/m,
     );
     const none = await runCli(["stop"], { env, cwd: root });
     assert.match(
       none.stdout,
-      /No daemon is running with state_dir .* \(a run without a config file given --set state_dir=DIR is found with `image-transfer stop --set state_dir=DIR`\)/,
+      /No daemon is running with state_dir \S+image-transfer \(a daemon started with a config file is found with `image-transfer -c FILE stop`, a run without one given --set state_dir=DIR with `image-transfer stop --set state_dir=DIR`\)/,
     );
     for (const args of [["--set", `state_dir=${state}`], run]) {
       const status = await runCli(["status", ...args], { env, cwd: root });
@@ -925,7 +927,7 @@ Deno.test("cli: status, stop and restart refuse a --set key that is neither a da
   const sets = ["--set", "state_dir=st", "--set", "retry_attempts=3", "--set", "retry_delay=5"];
   const status = await runCli(["status", ...sets, "--set", "x-note=1"], { env, cwd: root });
   assert.equal(status.code, 0, status.stderr);
-  assert.match(status.stdout, /^Daemon: not running$/m);
+  assert.match(status.stdout, /^Daemon: not running with state_dir \S+\/st$/m);
   assert.match(
     status.stdout,
     new RegExp(`^No ledger yet in ${RegExp.escape(join(root, "st"))}`, "m"),

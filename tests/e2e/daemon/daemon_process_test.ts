@@ -45,7 +45,10 @@ Deno.test("PID file while running, gone after SIGTERM; status says whether a dae
   const pidFile = join(box.stateDir, "daemon.pid");
   const before = await status(box);
   assert.equal(before.code, 0, before.stderr);
-  assert.match(before.stdout, /^Daemon: not running$/m);
+  assert.match(
+    before.stdout,
+    new RegExp(`^Daemon: not running with state_dir ${RegExp.escape(box.stateDir)}$`, "m"),
+  );
 
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
@@ -72,7 +75,7 @@ Deno.test("PID file while running, gone after SIGTERM; status says whether a dae
   }
   await assert.rejects(Deno.stat(pidFile), Deno.errors.NotFound);
   await assert.rejects(Deno.stat(join(box.stateDir, "daemon.json")), Deno.errors.NotFound);
-  assert.match((await status(box)).stdout, /^Daemon: not running$/m);
+  assert.match((await status(box)).stdout, /^Daemon: not running with state_dir .+$/m);
   assert.equal(JSON.parse((await status(box, true)).stdout).daemon.running, false);
 });
 
@@ -131,7 +134,10 @@ Deno.test("a PID file left by a killed daemon is reported stale and replaced at 
   const stale = await status(box);
   assert.match(
     stale.stdout,
-    new RegExp(`^Daemon: not running \\(stale PID file .* of pid ${oldPid}:`, "m"),
+    new RegExp(
+      `^Daemon: not running with state_dir .+ \\(stale PID file .* of pid ${oldPid}:`,
+      "m",
+    ),
   );
 
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -350,6 +356,66 @@ async function templateOver(box: Sandbox, given: string[]): Promise<void> {
       `log_file: ${JSON.stringify(box.logFile)}\nstatus_listen: ""\n`,
   );
 }
+
+Deno.test("a config file moved away (or a folder in its place) while its daemon runs: status and stop say so and how --set state_dir=DIR finds it; with the default state_dir they find it", async () => {
+  await using box = await cliSandbox();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.rename(box.config, `${box.config}.moved`);
+    const hint = (what: string) =>
+      new RegExp(
+        `^error: Cannot read config file .*config\\.yaml: it ${what}, so the state_dir it names ` +
+          "is not known, and no daemon started with it runs with the default one \\(.+\\); a " +
+          "daemon that still runs with it is found by that state_dir: `image-transfer status " +
+          "--set state_dir=DIR` \\(and `stop --set state_dir=DIR`\\), or give -c the config file " +
+          "itself$",
+        "m",
+      );
+    // Before: "it does not exist; create it with `image-transfer -c … init`" (exit 2), not a word
+    // of the daemon still running with it, nor of how to find it.
+    for (const command of ["status", "stop"]) {
+      const missing = await runCli(["-c", box.config, command], { env: box.env });
+      assert.equal(missing.code, 2, missing.stdout + missing.stderr);
+      assert.match(missing.stderr, hint("does not exist"), command);
+    }
+    await Deno.mkdir(box.config);
+    const folder = await runCli(["-c", box.config, "stop"], { env: box.env });
+    assert.equal(folder.code, 2, folder.stdout + folder.stderr);
+    assert.match(folder.stderr, hint("is a folder"));
+    await Deno.remove(box.config);
+    // What the hint says finds it, and stops it.
+    const found = await runCli(["status", "--set", `state_dir=${box.stateDir}`], { env: box.env });
+    assert.match(found.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+    const stopped = await runCli(["stop", "--set", `state_dir=${box.stateDir}`], { env: box.env });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /Stopped the daemon/);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  // A config without state_dir: the daemon of the default one says it runs with this file.
+  await Deno.writeTextFile(
+    box.config,
+    (await Deno.readTextFile(`${box.config}.moved`)).replace(/^state_dir: .*\n/m, ""),
+  );
+  const usual = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await usual.waitForOutput("Watching");
+    await Deno.remove(box.config);
+    const shown = await status(box);
+    assert.equal(shown.code, 2, shown.stdout + shown.stderr);
+    assert.match(shown.stdout, new RegExp(`^Daemon: running, pid ${usual.process.pid},`, "m"));
+    assert.match(
+      shown.stderr,
+      /^error: Cannot read config file .*config\.yaml: it does not exist \(the daemon started with it runs with the default state_dir .+\); put it back before the daemon is reloaded or restarted$/m,
+    );
+    const stopped = await runCli(["-c", box.config, "stop"], { env: box.env });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, new RegExp(`^Stopped the daemon \\(pid ${usual.process.pid}\\)`));
+  } finally {
+    assert.equal((await usual.stop()).code, 0, usual.stderr());
+  }
+});
 
 Deno.test("the template init writes, over the running config: a reload refuses it and restart stops nothing, naming the example values; the running config keeps working", async () => {
   await using box = await cliSandbox();
