@@ -12,7 +12,7 @@
  */
 import { jobKeyPlace, keyPlace } from "./key_lines.ts";
 import { writtenJobKeys } from "./jobs.ts";
-import type { Config, JobConfig } from "./types.ts";
+import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "./types.ts";
 
 type Method = JobConfig["transfer_method"];
 
@@ -96,7 +96,11 @@ function ignores(key: string, job: JobConfig): boolean {
 
 /** What to say of each method-only or clean-up key written for a job that does not use it. */
 export function ignoredJobKeys(config: Config): string[] {
-  const written = writtenJobKeys(config.file);
+  // A run without a config file: a clean-up key set at all came from --set (its method's keys
+  // are refused there).
+  const written = config.file === COMMAND_LINE_CONFIG
+    ? { top: new Set(CLEANUP_KEYS.keys()), entries: [] }
+    : writtenJobKeys(config.file);
   if (written === null) return [];
   const notes: string[] = [];
   const why = (key: string, jobs: JobConfig[], who: string) => {

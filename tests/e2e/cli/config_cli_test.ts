@@ -475,6 +475,15 @@ Deno.test("config validate, run --dry-run and doctor warn of keep_days and archi
     const empty = await cli(home, ["-c", file, "config", "validate"]);
     assert.equal(empty.code, 0, empty.stderr);
     assert.doesNotMatch(empty.stderr, /keep_days|archive_path/);
+    // A run without a config file: said of its --set.
+    const set = await cli(home, [
+      ...["run", "--dry-run", "--watch", join(home, "in"), "--to", out, "--set", "keep_days=3"],
+    ]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(
+      set.stderr,
+      /^warning: in the options \(--watch, --to, --set\): --set keep_days=… is ignored: only after_transfer: delete and move use it .* set after_transfer: delete/m,
+    );
   });
 });
 
