@@ -70,8 +70,7 @@ const CLEANUP_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
 
 /** What a job does with its sources once sent, by its `after_transfer` (what jobs do: `many`). */
 function does(after: string, many: boolean): string {
-  const verb = { keep: "keep", delete: "delete", move: "move" }[after] ?? after;
-  return `${verb}${many ? "" : "s"} ${many ? "their" : "its"} sources (after_transfer: ${after}` +
+  return `${after}${many ? "" : "s"} ${many ? "their" : "its"} sources (after_transfer: ${after}` +
     `${after === "keep" ? ", the default" : ""})`;
 }
 
@@ -141,7 +140,8 @@ export function ignoredJobKeys(config: Config): string[] {
 
 /**
  * Jobs whose written `retry_delay_seconds` is above their `retry_max_delay_seconds`: the longest
- * wait wins (every retry waits at most that long, the first one too), so the delay does nothing.
+ * wait wins (every retry waits at most that long, the first one too; the delay still sets when a
+ * destination that cannot be reached is first tried again).
  */
 export function retryDelaysAboveMax(config: Config): string[] {
   const written = writtenJobKeys(config.file);
