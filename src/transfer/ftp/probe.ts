@@ -10,7 +10,7 @@ import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { freeSpaceCheck } from "../../config/free_space.ts";
 import { checksumCheck } from "./read_back.ts";
-import { baseGoneReason } from "../classify.ts";
+import { baseGoneReason } from "../base_folder.ts";
 import {
   classifyFtpError,
   connectFtp,

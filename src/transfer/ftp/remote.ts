@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { FileInfo } from "basic-ftp";
 import { Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
-import { baseGoneReason } from "../classify.ts";
+import { baseGoneReason } from "../base_folder.ts";
 import type { JobConfig } from "../../config/types.ts";
 import {
   classifyFtpError,

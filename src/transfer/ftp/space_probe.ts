@@ -13,7 +13,7 @@ import { Readable } from "node:stream";
 import type { Client } from "basic-ftp";
 import { TransferError, type TransferErrorKind } from "../../errors.ts";
 import { tempNameFor } from "../temp_name.ts";
-import { baseRefusedReason } from "../classify.ts";
+import { baseRefusedReason } from "../base_folder.ts";
 import { isFtpError } from "./connect.ts";
 import { FINAL_REPLY_WAIT_MS, uploadAwaitingReply } from "./upload.ts";
 

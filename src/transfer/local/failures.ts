@@ -14,7 +14,7 @@
 import { basename, dirname, resolve } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
 import type { TransferItem } from "../transport.ts";
-import { otherBase } from "../classify.ts";
+import { otherBase } from "../base_folder.ts";
 
 /** The call and the path a system error quotes: Deno's words, or Node's. */
 const QUOTED = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*?)'(?: -> '.*')?$/s;

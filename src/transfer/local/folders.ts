@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { answerWithin, type FolderFileSystem } from "../../config/file_systems.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { baseGoneReason } from "../classify.ts";
+import { baseGoneReason } from "../base_folder.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import {
   adoptedTempName,

@@ -21,7 +21,8 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { baseGoneReason, classifyFailure, RemoteFailure } from "../classify.ts";
+import { baseGoneReason } from "../base_folder.ts";
+import { classifyFailure, RemoteFailure } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -257,8 +258,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   }
 
   end(): Promise<void> {
-    // Stopped or unreachable, or interrupted copies kept: this batch's upload folders may be
-    // left; sweep them (of what expired) next time.
+    // Stopped, unreachable or copies kept: its upload folders may be left, swept next time.
     if (this.#claim !== null && !this.#cleanedUp && !this.#part) {
       this.#claim.leftBehind(this.#folders);
       // (Those a later batch sweeps first are already gone then; a thousand bound the list.)

@@ -11,14 +11,8 @@
 import { posix } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { CommandError } from "../../errors.ts";
-import {
-  baseGoneReason,
-  classifyFailure,
-  type FailureContext,
-  lastLine,
-  noisyShellReason,
-  otherBase,
-} from "../classify.ts";
+import { baseGoneReason, otherBase } from "../base_folder.ts";
+import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
 import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
 import { noCommandsReason } from "../no_commands.ts";
 import { randomPart } from "../temp_name.ts";

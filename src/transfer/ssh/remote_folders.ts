@@ -18,13 +18,8 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
-import {
-  aboveRefusedReason,
-  baseRefusedReason,
-  type Classification,
-  classifyText,
-  type FailureContext,
-} from "../classify.ts";
+import { aboveRefusedReason, baseRefusedReason } from "../base_folder.ts";
+import { type Classification, classifyText, type FailureContext } from "../classify.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import type { FactStore } from "../../config/file_systems.ts";
 

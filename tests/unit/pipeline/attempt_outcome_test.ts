@@ -11,7 +11,7 @@ import {
   isDestinationFull,
   TransferError,
 } from "../../../src/errors.ts";
-import { baseGoneReason } from "../../../src/transfer/classify.ts";
+import { baseGoneReason } from "../../../src/transfer/base_folder.ts";
 import {
   attemptOutcome,
   BaseRefusals,

@@ -1,8 +1,7 @@
 /** Classifying ssh/scp/rsync failures, on stderr text captured from real runs (OpenSSH 9.2, rsync 3.x). */
 import assert from "node:assert/strict";
+import { aboveRefusedReason, baseRefusedReason } from "../../../src/transfer/base_folder.ts";
 import {
-  aboveRefusedReason,
-  baseRefusedReason,
   classifyFailure,
   classifyText,
   ExplainedFailure,
