@@ -77,10 +77,17 @@ export async function writeNightReport(
 ): Promise<string> {
   const report = nightReport(job, table, nights, now);
   const folder = join(dirname(table.ledger.path), "reports");
-  await Deno.mkdir(folder, { recursive: true });
+  // Private as the rest of state_dir (the reports name the files): a folder an older version made
+  // open to others is made so too.
+  await Deno.mkdir(folder, { recursive: true, mode: 0o700 });
+  const mode = Deno.build.os === "windows" ? null : (await Deno.stat(folder)).mode;
+  if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(folder, mode & 0o700);
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const partial = join(folder, `${job.name}-${stamp}.json.${crypto.randomUUID()}.tmp`);
-  await Deno.writeTextFile(partial, JSON.stringify(report, null, 2) + "\n");
+  await Deno.writeTextFile(partial, JSON.stringify(report, null, 2) + "\n", {
+    createNew: true,
+    mode: 0o600,
+  });
   // One name at a time in this process: two reports of one second (a daily and a weekly one
   // firing together) both stay.
   const named = reportNaming.then(async () => {

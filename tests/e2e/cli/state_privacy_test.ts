@@ -79,3 +79,38 @@ Deno.test("state_dir is created 0700; the ledger, lock, PID file and log are 060
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("night reports are private as the rest of state_dir: reports/ 0700, each report 0600", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-private-" });
+  try {
+    const watch = join(root, "watch");
+    const state = join(root, "state");
+    await Deno.mkdir(watch);
+    // A reports folder an older version left open to others is made private.
+    await Deno.mkdir(join(state, "reports"), { recursive: true });
+    await Deno.chmod(join(state, "reports"), 0o755);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: state,
+      log_file: join(root, "it.log"),
+      schedules: [{ every_seconds: 1, action: "report" }],
+    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Night report of job default");
+      const reports = [...Deno.readDirSync(join(state, "reports"))].map((e) => e.name);
+      assert.ok(reports.some((name) => name.endsWith(".json")), reports.join(", "));
+      assert.equal(await modeOf(join(state, "reports")), 0o700);
+      for (const name of reports) {
+        assert.equal(await modeOf(join(state, "reports", name)), 0o600, name);
+      }
+    } finally {
+      assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
