@@ -154,10 +154,11 @@ export interface Clock {
 /**
  * A time of `clock` (ms since the epoch) as the wall clock reads it: what people are shown, and
  * what the ledger keeps, is compared with `Date.now()`, so a wall clock stepped since the start
- * (NTP, a GPS fix, a clock set by hand) must move it too.
+ * (NTP, a GPS fix, a clock set by hand) must move it too. Whole milliseconds, as `Date.now()`
+ * gives them: the monotonic clock's fraction is not shown in `/api/status` nor kept.
  */
 export function onWallClock(ms: number, clock: Clock = systemClock): number {
-  return ms + (clock.wallOffset?.() ?? 0);
+  return Math.round(ms + (clock.wallOffset?.() ?? 0));
 }
 
 /**
