@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { resolveConfigPath } from "../config/paths.ts";
@@ -31,6 +30,7 @@ import { type DaemonStatus, daemonStatus } from "./daemon_state.ts";
 import { askDaemon, type LiveStatus } from "./live_status.ts";
 import { PAUSED_FROM_PAGE } from "../status/job_status.ts";
 import { globalOptions } from "./options.ts";
+import { type NoneChosen, nothingChosen } from "./resend_none.ts";
 
 interface ResendOptions {
   night?: string;
@@ -67,7 +67,11 @@ export function resendCommand(): Command {
         "Only files still in the watch folder can be sent again, each over its own copy (in the\n" +
         "night folder it went to, whatever night the night rule gives it now). A running daemon\n" +
         "sends them within a minute (a job it holds: once it resumes, or its destination answers\n" +
-        "again); otherwise the next start.",
+        "again); otherwise the next start.\n\n" +
+        "Exit status: 0 when files were chosen (sent again, or listed with --dry-run); 1 when none\n" +
+        "is (no file that arrived matches, the chosen ones are no longer in the watch folder, or\n" +
+        "nothing was sent yet), with why on stderr: a matching file that has not arrived yet (failed,\n" +
+        "waiting, not sent yet) is named with where it stands; it goes by itself.",
     )
     .action(async (options: ResendOptions, command: Command) => {
       const choice = chosen(options);
@@ -86,18 +90,22 @@ export function resendCommand(): Command {
       // start deals with it): nothing to choose from, and none is made or set aside here.
       const { path, found } = judgeStateDir(config.state_dir);
       if (found.kind !== "sound") {
-        console.log(
+        // Nothing chosen: exit 1, as a choice that takes no file.
+        throw new Error(
           whatRunDoes(path, found) ??
             `No ledger yet in ${config.state_dir}: nothing has been sent, so nothing is sent again.`,
         );
-        return;
       }
       const ledger = options.dryRun
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);
       let total = 0;
-      let anyChosen = false;
+      let presentTotal = 0;
       const resent: JobConfig[] = [];
+      const none: NoneChosen[] = [];
+      const daemon = daemonStatus(config.state_dir);
+      const configOption = globalOptions(command).config;
+      let nothing: string | null = null;
       try {
         for (const job of jobs) {
           // A job renamed in the config: the rows of its former name, which the next start takes.
@@ -106,7 +114,6 @@ export function resendCommand(): Command {
           const table = ledger &&
             new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
           const rows = table?.doneChosen(choice, matches(job)) ?? [];
-          anyChosen ||= rows.length > 0;
           const present: string[] = [];
           for (const row of rows) {
             const source = absolutePath(job.watch_path, row.relPath);
@@ -121,8 +128,10 @@ export function resendCommand(): Command {
           }
           const count = options.dryRun || !table ? present.length : table.sendAgain(present);
           total += count;
+          presentTotal += present.length;
           if (count > 0) resent.push(job);
           const gone = rows.length - present.length;
+          none.push({ job, table: table ?? null, matches: matches(job), gone });
           console.log(
             `job ${job.name}: ${count} file(s) ${
               options.dryRun ? "would be" : "will be"
@@ -130,15 +139,25 @@ export function resendCommand(): Command {
               (gone > 0 ? `; ${gone} chosen file(s) are no longer in the watch folder` : ""),
           );
         }
+        if (presentTotal === 0) {
+          const names = options.name ?? [];
+          const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
+          nothing = await nothingChosen(none, {
+            night: options.night,
+            date: options.date,
+            names,
+            globs: names.filter((name) => !ABSOLUTE.test(name)),
+            running: daemon.running,
+            page: Boolean(daemon.statusListen),
+            run: `image-transfer${flag} run`,
+          });
+        }
       } finally {
         ledger?.close();
       }
-      const globs = (options.name ?? []).filter((name) => !ABSOLUTE.test(name));
-      if (!anyChosen && globs.length > 0 && !options.night && !options.date) {
-        console.log(noneMatched(globs, jobs));
-      }
+      // Nothing chosen: exit 1 (a script can tell), saying why on stderr.
+      if (nothing !== null) throw new Error(nothing);
       if (options.dryRun || total === 0) return;
-      const configOption = globalOptions(command).config;
       for (const line of await whenSent(config, resent, configOption)) console.log(line);
     });
 }
@@ -216,20 +235,6 @@ function whatHolds(
   // ...and its transfer windows, as the config says them.
   if (!live && pausedAt(job, new Date())) return outsideWindow;
   return null;
-}
-
-/**
- * What to write instead of `globs`, none of which chose a file that arrived: a pattern is matched
- * below the watch folder, not from the folder the command was typed in.
- */
-function noneMatched(globs: string[], jobs: JobConfig[]): string {
-  const example = quoteIfUnsafe(join(jobs[0].watch_path, "raw", "x.fits"));
-  return `No file that arrived matches --name ${
-    globs.map((glob) => quoteIfUnsafe(glob)).join(", ")
-  }. ` +
-    "A pattern is matched against the path below the watch folder, not the current folder: " +
-    `'raw/*.fits' takes ${example}, a name without / is looked for in every folder, and a ` +
-    "folder's files are 'raw/**' (or its absolute path)";
 }
 
 /** A `--name` that is an absolute path (as the log shows a file), not a pattern. */

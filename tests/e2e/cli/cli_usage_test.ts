@@ -177,10 +177,12 @@ Deno.test("resend --date takes a date of the calendar only (no month 13 or 0), e
     "Cannot resend: --date 20240315 is not a date (YYYY-MM-DD); that day: --date 2024-03-15 " +
       "(or --night 20240315: the files of that night folder)",
   );
+  // A leap day is a date: taken (nothing sent yet, so nothing chosen: exit 1, not a usage error).
   const ok = await runCli(["-c", box.config, "resend", "--date", "2024-02-29", "--dry-run"], {
     env: box.env,
   });
-  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.code, 1, ok.stderr);
+  assert.match(ok.stderr, /^error: No ledger yet in /, ok.stderr);
 });
 
 Deno.test("resend --name refuses a pattern the config would refuse, exit 2", async () => {

@@ -100,7 +100,7 @@ Deno.test("resend --name matches as file_patterns do: a name with a line break u
   assert.equal(await chosen("\u00e9toile*"), 1, "the accent typed as one letter");
 });
 
-Deno.test("resend --name that chooses no file that arrived says how a pattern is matched (below the watch folder), instead of a bare 0 files", async () => {
+Deno.test("resend --name that matches no file says how a pattern is matched (below the watch folder), instead of a bare 0 files, exit 1", async () => {
   await using box = await cliSandbox({ status_listen: "" });
   await Deno.mkdir(join(box.watch, "raw"));
   await Deno.writeFile(join(box.watch, "raw", "a.fits"), randomBytes(3000));
@@ -111,33 +111,34 @@ Deno.test("resend --name that chooses no file that arrived says how a pattern is
     const dry = await runCli(["resend", "--name", name, "--dry-run", "-c", box.config], {
       env: box.env,
     });
-    assert.equal(dry.code, 0, dry.stderr);
+    assert.equal(dry.code, 1, dry.stderr);
     assert.match(dry.stdout, /job default: 0 file\(s\) would be sent again/);
     assert.ok(
-      dry.stdout.includes(
-        `No file that arrived matches --name ${name}. A pattern is matched against the path ` +
+      dry.stderr.includes(
+        `error: Nothing to send again: no file matches --name ${name}. A pattern is matched against the path ` +
           "below the watch folder, not the current folder: 'raw/*.fits' takes " +
           `${join(box.watch, "raw", "x.fits")}, a name without / is looked for in every ` +
           "folder, and a folder's files are 'raw/**' (or its absolute path)",
       ),
-      dry.stdout,
+      dry.stderr,
     );
   }
   const found = await runCli(["resend", "--name", "raw/*", "--dry-run", "-c", box.config], {
     env: box.env,
   });
+  assert.equal(found.code, 0, found.stderr);
   assert.match(found.stdout, /job default: 1 file\(s\) would be sent again/);
-  assert.doesNotMatch(found.stdout, /No file that arrived/);
+  assert.doesNotMatch(found.stderr, /Nothing to send again/);
 });
 
-Deno.test("resend before anything was sent says so, and makes no ledger", async () => {
+Deno.test("resend before anything was sent says so (exit 1: nothing chosen), and makes no ledger", async () => {
   await using box = await cliSandbox();
   for (const args of [["resend", "--all"], ["resend", "--dry-run", "--all"]]) {
     const result = await runCli([...args, "-c", box.config], { env: box.env });
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.code, 1, result.stderr);
     assert.match(
-      result.stdout,
-      /^No ledger yet in .*: nothing has been sent, so nothing is sent again\.$/m,
+      result.stderr,
+      /^error: No ledger yet in .*: nothing has been sent, so nothing is sent again\.$/m,
     );
   }
   const state = await Array.fromAsync(Deno.readDir(box.stateDir)).catch(() => []);

@@ -1,0 +1,95 @@
+/**
+ * `resend` that chooses nothing exits 1 and says why on stderr (a script can tell): a file that
+ * failed, one waiting, and one in the watch folder not sent yet are named with where they stand
+ * (they go by themselves), not answered with how a pattern is matched; a night with no file, and
+ * files gone from the watch folder, exit 1 too. Real one-shot `local` runs make the ledger.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { randomBytes } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+const EVENING = new Date("2024-03-15T20:00:00Z");
+
+Deno.test("resend --name of a file that has not arrived (failed, or not sent yet) says where it stands, not how patterns match; exit 1", async () => {
+  await using box = await cliSandbox({ status_listen: "", retry_attempts: 0 });
+  // The night folder's place is taken by a file: test1.fits fails.
+  await Deno.mkdir(box.dest);
+  await Deno.writeTextFile(join(box.dest, "20240315"), "in the way");
+  await Deno.writeFile(join(box.watch, "test1.fits"), randomBytes(3000));
+  await Deno.utime(join(box.watch, "test1.fits"), EVENING, EVENING);
+  const failed = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(failed.code, 1, failed.stderr);
+  // Found after the run: in the watch folder, not sent yet.
+  await Deno.writeFile(join(box.watch, "neverseen.fits"), randomBytes(3000));
+  for (const dryRun of [["--dry-run"], []]) {
+    const one = await runCli(["resend", "--name", "test1.fits", ...dryRun, "-c", box.config], {
+      env: box.env,
+    });
+    assert.equal(one.code, 1, one.stderr);
+    assert.match(one.stdout, /job default: 0 file\(s\) (would|will) be sent again/);
+    assert.match(
+      one.stderr,
+      /^error: Nothing to send again: no file that arrived matches --name test1\.fits; these have not arrived yet/,
+    );
+    assert.match(
+      one.stderr,
+      new RegExp(
+        "\n  job default: test1\\.fits failed after 1 attempt\\(s\\) \\(last error: .*\\): " +
+          `the next start tries it again \\(image-transfer -c ${box.config} run\\)`,
+      ),
+      one.stderr,
+    );
+    assert.doesNotMatch(one.stderr, /A pattern is matched/);
+  }
+  const unsent = await runCli(["resend", "--name", "neverseen.fits", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(unsent.code, 1, unsent.stderr);
+  assert.ok(
+    unsent.stderr.includes(
+      "\n  job default: neverseen.fits is in the watch folder, not sent yet: it goes by itself " +
+        `at the next start (image-transfer -c ${box.config} run)`,
+    ),
+    unsent.stderr,
+  );
+  assert.doesNotMatch(unsent.stderr, /A pattern is matched/);
+  // A pattern taking both names each.
+  const both = await runCli(["resend", "--name", "*.fits", "--dry-run", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(both.code, 1, both.stderr);
+  assert.match(both.stderr, /test1\.fits failed after/);
+  assert.match(both.stderr, /neverseen\.fits is in the watch folder, not sent yet/);
+});
+
+Deno.test("resend that chooses nothing exits 1, saying why on stderr: a night without files, files gone from the watch folder", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(3000));
+  await Deno.utime(join(box.watch, "a.fits"), EVENING, EVENING);
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const night = await runCli(["resend", "--night", "20200101", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(night.code, 1, night.stderr);
+  assert.equal(
+    night.stderr.trim(),
+    "error: Nothing to send again: no file that arrived went to night folder 20200101",
+  );
+  const chosen = await runCli(["resend", "--night", "20240315", "--dry-run", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(chosen.code, 0, chosen.stderr);
+  assert.equal(chosen.stderr, "");
+  await Deno.remove(join(box.watch, "a.fits"));
+  const gone = await runCli(["resend", "--all", "-c", box.config], { env: box.env });
+  assert.equal(gone.code, 1, gone.stderr);
+  assert.match(gone.stdout, /1 chosen file\(s\) are no longer in the watch folder/);
+  assert.equal(
+    gone.stderr.trim(),
+    "error: Nothing to send again: the 1 chosen file(s) are no longer in the watch folder " +
+      "(only a file still there can be sent again)",
+  );
+});
