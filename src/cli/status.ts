@@ -15,6 +15,7 @@ import {
   overdueFiles,
   problemFiles,
   recentDone,
+  type TransferRow,
 } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { ledgerName } from "../ledger/job_names.ts";
@@ -273,23 +274,38 @@ async function showStatus(
       );
     }
     const moreProblems = problemsAndMore.length > limit;
+    // As the page says it, from what the daemon tells of its jobs (none running: its next start).
+    const jobsNow = { now, jobs: !daemon.running ? null : live && "jobs" in live ? live.jobs : [] };
+    const retryOf = (row: TransferRow) => nextTry(row, jobsNow, (ms) => `at ${when(ms)}`);
+    // Pending while the destination holds its job: its try found the destination down (not
+    // counted as an attempt), so not among the failed ones.
+    // (Without the page: the pause the daemon records.)
+    const held = problems.filter((row) =>
+      row.state === "pending" && (retryOf(row) === "waiting for the destination" ||
+        (daemon.running && daemon.paused?.[row.job]?.state.startsWith("destination ")))
+    );
+    const failed = problems.filter((row) => !held.includes(row));
     console.log(
       // -n 0 lists none: only whether any failed, in a sentence rather than over an empty list.
       limit === 0
         ? `\nFiles whose last attempt failed: ${moreProblems ? "some; -n N lists them" : "none"}`
         : `\nFiles whose last attempt failed (${
-          moreProblems ? `more than ${limit}; -n N lists more` : problems.length
+          moreProblems ? `more than ${limit}; -n N lists more` : failed.length
         }):`,
     );
-    // As the page says it, from what the daemon tells of its jobs (none running: its next start).
-    const jobsNow = { now, jobs: !daemon.running ? null : live && "jobs" in live ? live.jobs : [] };
-    for (const row of problems) {
-      const retry = nextTry(row, jobsNow, (ms) => `at ${when(ms)}`);
+    const listed = (row: TransferRow) =>
+      `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
+        quoteIfUnsafe(String(row.lastError))
+      }`;
+    for (const row of failed) {
+      console.log(`${listed(row)} (${retryOf(row)}; ${row.attempts} attempt(s))`);
+    }
+    if (held.length > 0) {
       console.log(
-        `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
-          quoteIfUnsafe(String(row.lastError))
-        } (${retry}; ${row.attempts} attempt(s))`,
+        `\nFiles waiting for the destination (${held.length}): pending, not failed (a try while ` +
+          "it is down is not counted as an attempt); they go once it answers. Their last error:",
       );
+      for (const row of held) console.log(listed(row));
     }
     if (overdue.length > 0) {
       console.log(

@@ -336,3 +336,34 @@ Deno.test("status: a job paused for a destination that takes no file (read-only)
     await Deno.remove(readOnly, { recursive: true });
   }
 });
+
+Deno.test("status: a file waiting for a destination that cannot be reached is listed as waiting for it, not among the failed ones beside failed 0", async () => {
+  for (const listen of [`127.0.0.1:${freePort()}`, ""]) {
+    await using running = await startSshDaemon("scp", listen);
+    const { sshd, box, daemon } = running;
+    await daemon.waitForOutput("Watching");
+    await sshd.halt();
+    await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(3000));
+    let stdout = "";
+    await waitFor(
+      async () => {
+        const out = await runCli(["status", "-c", box.config], { env: box.env });
+        assert.equal(out.code, 0, out.stderr);
+        stdout = out.stdout;
+        return /paused: destination unreachable/.test(stdout) &&
+          /^ {2}\S+ \S+ {2}\[default\] a\.fits: /m.test(stdout);
+      },
+      LEAST_CEILING_MS,
+      "status to list the file its try found the destination down for",
+    );
+    const page = listen === "" ? "without the page" : "with the page";
+    assert.match(stdout, /Job default: pending 1, .* failed 0/, `${page}:\n${stdout}`);
+    assert.match(stdout, /\nFiles whose last attempt failed \(0\):\n/, `${page}:\n${stdout}`);
+    assert.match(
+      stdout,
+      /\nFiles waiting for the destination \(1\): pending, not failed .*\n {2}\S+ \S+ {2}\[default\] a\.fits: .*Connection refused/,
+      `${page}:\n${stdout}`,
+    );
+    assert.doesNotMatch(stdout, /attempt\(s\)\)/, `${page}:\n${stdout}`);
+  }
+});
