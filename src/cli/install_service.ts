@@ -318,8 +318,16 @@ export async function runUninstallService(options: ServiceOptions): Promise<void
   const { target } = resolveServiceTarget(options, "uninstall");
   const plan = planUninstall(target);
   const onDisk = underRoot(options.root, plan.servicePath);
+  // --print --os for another system (no --root): its file is on that machine, not looked for here.
+  const elsewhere = options.print && target.os !== Deno.build.os && options.root === undefined;
+  if (elsewhere) {
+    console.log(
+      `Plan for ${target.os} (its service file is not looked for on this machine; paths below ` +
+        "this machine's home folder are, there, below the service account's):",
+    );
+  }
   try {
-    await Deno.lstat(onDisk);
+    if (!elsewhere) await Deno.lstat(onDisk);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     console.log(`Nothing to uninstall: ${onDisk} does not exist`);

@@ -155,7 +155,10 @@ export function planTaskInstall(
       : undefined,
     notes: [
       `Status: schtasks /Query /TN ${TASK_NAME} /V /FO LIST`,
-      launch.logFile ? `Log file: ${launch.logFile}` : "Log file: none (log_file is empty)",
+      // In Windows form, as every path of the task.
+      launch.logFile
+        ? `Log file: ${win32.normalize(launch.logFile)}`
+        : "Log file: none (log_file is empty)",
     ],
   };
 }

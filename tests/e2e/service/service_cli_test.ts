@@ -5,7 +5,7 @@
  * what was written.
  */
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
+import { join, relative, win32 } from "node:path";
 import { cliArgv, runCli, runProgram } from "../../helpers/cli.ts";
 import { noSystemdPath } from "../../helpers/no_systemd.ts";
 import { makeTempDirOutsideTmp } from "../../helpers/service_render.ts";
@@ -942,4 +942,45 @@ Deno.test("install-service replaces the old tool's service: its launchd label (m
     const again = await runCli(["-c", config, "install-service", "--root", root], { env });
     assert.equal(again.code, 0, again.stderr);
     assert.doesNotMatch(again.stdout, /old tool/);
+  }));
+
+Deno.test("uninstall-service --print --os for another system prints its plan (its file is that machine's, not looked for here); install-service --print --os windows writes the log file in Windows form", () =>
+  withHome(async ({ home, config, env }) => {
+    const windows = await runCli(["uninstall-service", "--print", "--os", "windows"], { env });
+    assert.equal(windows.code, 0, windows.stderr);
+    assert.doesNotMatch(windows.stdout, /Nothing to uninstall/);
+    const xml = win32.join(
+      win32.normalize(home),
+      ".config",
+      "image-transfer",
+      "ImageTransferDaemon.xml",
+    );
+    assert.deepEqual(windows.stdout.trim().split("\n").slice(1), [
+      "would run: schtasks /Change /TN ImageTransferDaemon /Disable   (a failure is only a warning)",
+      "would run: schtasks /End /TN ImageTransferDaemon   (a failure is only a warning)",
+      "would run: schtasks /Delete /TN ImageTransferDaemon /F   (a failure is only a warning)",
+      `would remove ${xml}`,
+    ]);
+    assert.match(
+      windows.stdout,
+      /^Plan for windows \(its service file is not looked for on this machine/,
+    );
+    const other = Deno.build.os === "darwin" ? "linux" : "darwin";
+    const there = await runCli(["uninstall-service", "--print", "--os", other, "--user"], { env });
+    assert.equal(there.code, 0, there.stderr);
+    assert.match(there.stdout, /^would remove \//m, there.stdout);
+    // This system's plan still looks for the file here.
+    const here = await runCli(["uninstall-service", "--print", "--user"], { env });
+    assert.match(here.stdout, /^Nothing to uninstall: .* does not exist$/m, here.stdout);
+
+    const install = await runCli(["-c", config, "install-service", "--os", "windows", "--print"], {
+      env,
+    });
+    assert.equal(install.code, 0, install.stderr);
+    assert.ok(
+      install.stdout.includes(
+        `\nLog file: ${win32.normalize(join(home, "logs", "image_transfer.log"))}\n`,
+      ),
+      install.stdout,
+    );
   }));
