@@ -6,6 +6,7 @@
  * next start does; a job the running daemon holds (paused from its page or
  * outside a transfer window, its destination unreachable or full, as the
  * daemon's state and status page say) sends them once that ends, and says so.
+ * Choosing none exits 1, saying why on stderr ({@link ./resend_none.ts}).
  *
  * @module
  */
