@@ -33,6 +33,8 @@ class FlakyTransport implements Transport {
   down = true;
   calls = 0;
   seen = new Set<string>();
+  /** Copies the real transport made and reported arrived, per source. */
+  arrived = new Map<string, number>();
 
   constructor(job: JobConfig) {
     this.inner = new LocalTransport(job);
@@ -43,6 +45,9 @@ class FlakyTransport implements Transport {
       // The local transport copies one file per call.
       const outcomes: TransferOutcome[] = [];
       for (const item of items) outcomes.push(...await this.inner.send([item], signal));
+      for (const { item, error } of outcomes) {
+        if (!error) this.arrived.set(item.source, (this.arrived.get(item.source) ?? 0) + 1);
+      }
       return outcomes;
     }
     const failure = FAILURES[this.calls++ % FAILURES.length];
@@ -132,7 +137,11 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
         rel,
       );
     }
-    assert.equal(runner.summary.sent, files.size, "each file sent once");
+    // Each file copied once. (A copy the batch deadline cut off on a busy machine may have
+    // arrived: the next attempt records it as found there, not sent again, and not as sent.)
+    const twice = [...transport.arrived].filter(([, n]) => n > 1);
+    assert.deepEqual(twice, [], "each file sent once");
+    assert.ok(runner.summary.sent <= files.size, `${runner.summary.sent} sent`);
     assert.deepEqual(runner.summary.failed, 0);
   } finally {
     watching = false;
