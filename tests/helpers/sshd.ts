@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { stringify } from "yaml";
 import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, waitFor, writeConfig } from "./files.ts";
 import { transportTestJob } from "./jobs.ts";
@@ -320,6 +321,27 @@ export interface SshSandbox {
   config: string;
   /** Environment for the CLI: a private HOME. */
   env: Record<string, string>;
+}
+
+/**
+ * Write `config` with one job per method of `methods`, named after it, watching `watch` and
+ * sending to `sshd` into `base`/METHOD (for doctor's checks of each method side by side).
+ */
+export async function methodJobsConfig(
+  config: string,
+  sshd: TestSshd,
+  watch: string,
+  base: string,
+  methods: ("scp" | "rsync")[],
+): Promise<void> {
+  const jobs = methods.map((method) => ({
+    ...sshd.configKeys(),
+    name: method,
+    watch_path: watch,
+    transfer_method: method,
+    remote_base_path: `${base}/${method}`,
+  }));
+  await Deno.writeTextFile(config, stringify({ jobs }));
 }
 
 /**

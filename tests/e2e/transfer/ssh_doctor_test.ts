@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
-import { startSshd, withStoppedWhileAsking } from "../../helpers/sshd.ts";
+import { methodJobsConfig, startSshd, withStoppedWhileAsking } from "../../helpers/sshd.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { makeItem } from "../../helpers/transports.ts";
 
@@ -339,14 +339,7 @@ Deno.test("a login shell that prints text: doctor says so, scp and rsync fail fo
   try {
     const dst = await sshd.makeRemoteDir();
     const config = join(dir, "config.yaml");
-    const job = (method: "scp" | "rsync") => ({
-      ...sshd.configKeys(),
-      name: method,
-      watch_path: dir,
-      transfer_method: method,
-      remote_base_path: `${dst}/${method}`,
-    });
-    await Deno.writeTextFile(config, stringify({ jobs: [job("rsync"), job("scp")] }));
+    await methodJobsConfig(config, sshd, dir, dst, ["rsync", "scp"]);
     const shellLine = (verdict: string) =>
       new RegExp(
         `${verdict} {2}login shell: the login shell of itx-test@127\\.0\\.0\\.1 prints text for non-interactive sessions .* true" prints nothing \\(it printed: "Welcome to the archive server!"\\)$`,

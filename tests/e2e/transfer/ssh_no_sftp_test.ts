@@ -7,11 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { methodJobsConfig, sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { pausedJob } from "../../helpers/status.ts";
 import { makeItem } from "../../helpers/transports.ts";
@@ -26,14 +25,7 @@ Deno.test("a server without an SFTP subsystem: doctor fails its sftp check sayin
   try {
     const dst = await sshd.makeRemoteDir();
     const config = join(dir, "config.yaml");
-    const job = (method: "scp" | "rsync") => ({
-      ...sshd.configKeys(),
-      name: method,
-      watch_path: dir,
-      transfer_method: method,
-      remote_base_path: `${dst}/${method}`,
-    });
-    await Deno.writeTextFile(config, stringify({ jobs: [job("scp"), job("rsync")] }));
+    await methodJobsConfig(config, sshd, dir, dst, ["scp", "rsync"]);
     const scp = await runCli(["doctor", "-c", config, "--job", "scp"]);
     assert.equal(scp.code, 1, scp.stderr + scp.stdout);
     assert.match(scp.stdout, /^ {2}ok {4}login: /m);
