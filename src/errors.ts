@@ -9,7 +9,10 @@
 export const ExitCode = {
   /** Success. */
   ok: 0,
-  /** A runtime failure: a file could not be delivered (`run --once`), or anything unexpected. */
+  /**
+   * A runtime failure: a file could not be delivered (`run --once`), the destination could not be
+   * asked (`run --dry-run`), or anything unexpected.
+   */
   failure: 1,
   /** The command line is wrong (unknown command or option). */
   usage: 2,
@@ -169,6 +172,15 @@ export function systemError(cause: { name: string; message: string; code?: strin
 }
 
 /**
+ * The last non-empty line of `text`, trimmed, for context in messages (what a program said last);
+ * with `cap`, at most its first `cap` characters. Empty where `text` has none.
+ */
+export function lastLine(text: string, { cap }: { cap?: number } = {}): string {
+  const line = text.split("\n").map((each) => each.trim()).filter((each) => each !== "").at(-1);
+  return cap === undefined ? line ?? "" : (line ?? "").slice(0, cap);
+}
+
+/**
  * An error and its `cause` chain, one entry each (a message of several lines stays one entry):
  * the first as it is, the causes as `caused by: ...`.
  */
@@ -210,6 +222,19 @@ export function isDestinationFull(error: TransferError): boolean {
 }
 
 /**
+ * Whether `error` says the file can never arrive as it is: larger than the whole file system
+ * there (`pipeline/space_guard.ts`), or a name or path that file system never takes
+ * (`transfer/too_long.ts`). It is failed, and tried again only at a rescan, a start-up or a
+ * Retry, not every `retry_max_delay_seconds`.
+ */
+export function neverArrives(error: TransferError): boolean {
+  return error.kind === "fatal" &&
+    /larger than the whole file system|too long for the destination's file system/.test(
+      error.message,
+    );
+}
+
+/**
  * Whether `error` says the destination's host or the connection to it failed
  * (not one file): no connection, refused login, a login shell that prints
  * text or an account that runs no commands, an unknown or changed host key, a host name that does not resolve, an untrusted TLS certificate, an
@@ -224,7 +249,8 @@ export function isConnectionFailure(error: TransferError): boolean {
 /**
  * What a failed attempt says about the job: `connection` (see
  * {@linkcode isConnectionFailure}), `destination` (the destination folder is
- * gone, or the login may not write into it or make it, no folder can be made there, as
+ * gone, or a symbolic link to nothing, or the login may not write into it or make it, no folder
+ * can be made there, as
  * `transfer/classify.ts` words them, does not answer, as
  * `transfer/local/local.ts` does, or is on a file system mounted read-only:
  * every file fails alike), or `file` (this file's own problem: a folder below
@@ -232,7 +258,7 @@ export function isConnectionFailure(error: TransferError): boolean {
  */
 export function failureScope(error: TransferError): "file" | "connection" | "destination" {
   if (isConnectionFailure(error)) return "connection";
-  return /the destination folder .* is gone \(a share that is not mounted\?\)|may not write into the destination folder |may not make the destination folder |: the destination .* did not answer for |read-only file system/i
+  return /the destination folder .* is gone \(a share that is not mounted\?\)|the destination folder .* is a symbolic link to .*, which does not exist, and no folder is made through it|may not write into the destination folder |may not make the destination folder |: the destination .* did not answer for |read-only file system/i
       .test(error.message)
     ? "destination"
     : "file";
@@ -244,15 +270,18 @@ const BASE_REFUSED =
 
 /**
  * `error` said as one file's failure where it says the login may not write into the destination
- * folder (see `BaseRefusals` in `pipeline/attempt_outcome.ts`): files go into the folders there (a
- * night folder made before), this file's cannot be made (a file of another night). `null`: `error`
- * says something else.
+ * folder (see `BaseRefusals` in `pipeline/attempt_outcome.ts`): this file's folder cannot be made
+ * (a file of another night, or one tried again). With `arrived`, files went into the folders there
+ * (a night folder made before), and it says so; without, no file arrived since the start, so it
+ * says only that no new folder can be made there. `null`: `error` says something else.
  */
-export function ownFolderRefused(error: TransferError): TransferError | null {
+export function ownFolderRefused(error: TransferError, arrived = true): TransferError | null {
   if (!BASE_REFUSED.test(error.message)) return null;
+  const why = arrived ? "files whose folder is there arrive" : "no new folder can be made there";
   const message = error.message.replace(
     BASE_REFUSED,
-    "may not make this file's folder in the destination folder $1 ($2; files whose folder is there arrive): make its folder there, or ",
+    `may not make this file's folder in the destination folder $1 ($2; ${why}): make its folder ` +
+      "there, or ",
   );
   return new TransferError(message, "retry", { cause: error });
 }

@@ -24,6 +24,7 @@ import { dirname, join } from "node:path";
 import { whyUnwritable } from "../ledger/state_files.ts";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
+import { FITS_NOT_CONFIG, isFitsImageFile } from "../config/data_file.ts";
 
 /**
  * Check the config file and print `ok: <file> (<n> jobs)` with one line per job. A job that still
@@ -166,8 +167,9 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
 
 /**
  * Make ready to write a config to `file` (as `expandPath` gives it): refuse another system's path,
- * a path that is not UTF-8, a `.toml` name (every command reads one as TOML) and a folder, each
- * with the name to give instead (after `option`), and make the folders it goes in.
+ * a path that is not UTF-8, a `.toml` name (every command reads one as TOML), a FITS image (see
+ * `config/data_file.ts`) and a folder, each with the name to give instead (after `option`), and
+ * make the folders it goes in.
  *
  * @throws {ConfigError} naming the file and what to give instead
  */
@@ -185,6 +187,15 @@ export async function prepareConfigFile(file: string, option: string): Promise<v
     throw new ConfigError(
       `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
         `give a .yaml name (${option} ${pastedWord(file.replace(/\.toml$/i, ".yaml"))})`,
+      { file },
+    );
+  }
+  // An instrument's data: never written over, --force or not.
+  if (await isFitsImageFile(file)) {
+    const name = `${file.replace(/\.(fits?|fts)$/i, "")}.yaml`;
+    throw new ConfigError(
+      `Cannot write config ${file}: ${FITS_NOT_CONFIG}, and is left as it is; give the config ` +
+        `a name of its own (${option} ${pastedWord(name)})`,
       { file },
     );
   }

@@ -10,7 +10,7 @@
 import { removeAfterCrash } from "../process/crash_cleanup.ts";
 import { resolve } from "node:path";
 import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
-import { WatchFolderError } from "../errors.ts";
+import { OutcomeError, WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, nameBesideOther, planDestination } from "../layout/destination.ts";
 import { MOST_TRIES_BESIDE } from "../pipeline/batch_items.ts";
@@ -41,6 +41,8 @@ import { sameVersion, versionOf } from "../watch/file_version.ts";
  *
  * @returns the number of files that would be sent
  * @throws {WatchFolderError} after the listing, when a watch folder does not exist
+ * @throws {OutcomeError} after the listing, when a job's destination could not be asked what it
+ *   holds (its files listed where they are planned: what `run` does there is not known)
  */
 export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
   // Judged as `run` judges it: a lost or damaged ledger is not read, and files already at their
@@ -51,6 +53,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
   let total = 0;
   const missing: string[] = [];
+  /** The jobs whose destination did not answer, with why (the first reason of each). */
+  const unasked: string[] = [];
   // Private, as the daemon's: an SSH job's control socket goes there (mode 700).
   const runtimeDir = await Deno.makeTempDir({ prefix: "itx-dry-run-" });
   const removeRuntimeDir = removeAfterCrash(runtimeDir); // Also after a crash.
@@ -66,6 +70,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       const waiting: Waiting[] = [];
       const skipped: SkippedEntry[] = [];
       const chosen = new Map<string, string>();
+      const noAnswer = (why: string) => {
+        if (!unasked.some((said) => said.startsWith(`job ${job.name}: `))) {
+          unasked.push(`job ${job.name}: ${why}`);
+        }
+      };
       try {
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
@@ -145,11 +154,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         // A lost ledger: what is there with its size is recorded as sent (as `run` does).
         const there = anew === null
           ? waiting.map(() => false)
-          : await atDestination(transport, waiting, write);
+          : await atDestination(transport, waiting, write, noAnswer);
         const taken = new Set(waiting.map((file) => file.placed));
-        await besideChangedCopies(transport, table, waiting, taken, write);
+        await besideChangedCopies(transport, table, waiting, taken, write, noAnswer);
         const others = waiting.filter((file, index) => !there[index] && !file.own);
-        await besideOthers(transport, table, others, taken, write);
+        await besideOthers(transport, table, others, taken, write, noAnswer);
         for (const [index, file] of waiting.entries()) {
           const target = quoteIfUnsafe(transport.describeTarget(file.placed));
           if (there[index] || file.held) {
@@ -234,6 +243,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         "give this account read access to it, or fix watch_path",
     );
   }
+  if (unasked.length > 0) {
+    // Listed as planned, but whether run would send each there, or beside, is not known.
+    throw new OutcomeError(
+      `The dry run could not ask the destination what it holds (${unasked.join("; ")}): ` +
+        "its files are listed where they are planned; see `doctor` for the destination",
+    );
+  }
   return total;
 }
 
@@ -279,12 +295,14 @@ const ASK_DESTINATION_MS = 60_000;
 /**
  * For each of `files`, whether its destination has a file of its size, which `run` with a new
  * ledger records as sent instead of sending it (with checksums, `run` compares their SHA-256 too);
- * all `false` where the method cannot tell or the destination does not answer (said).
+ * all `false` where the method cannot tell or the destination does not answer (said, and told to
+ * `noAnswer`).
  */
 async function atDestination(
   transport: Transport,
   files: Waiting[],
   write: (line: string) => void,
+  noAnswer: (why: string) => void,
 ): Promise<boolean[]> {
   if (!transport.destinationSizes || files.length === 0) return files.map(() => false);
   try {
@@ -294,10 +312,10 @@ async function atDestination(
     );
     return files.map((file) => sizes.get(file.placed) === file.size);
   } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    noAnswer(why);
     write(
-      `cannot ask the destination which files it has already (${
-        error instanceof Error ? error.message : String(error)
-      }): each is listed as it would be sent`,
+      `cannot ask the destination which files it has already (${why}): each is listed as it would be sent`,
     );
     return files.map(() => false);
   }
@@ -306,7 +324,8 @@ async function atDestination(
 /**
  * `files` whose source changed since its copy arrived, where that copy was changed at the
  * destination since (`pipeline/sent_copy.ts`): it goes beside it, as `run` puts it (no longer
- * `own`, so the next name is asked as a new file's is).
+ * `own`, so the next name is asked as a new file's is). A destination that does not answer is
+ * said, and told to `noAnswer`.
  */
 async function besideChangedCopies(
   transport: Transport,
@@ -314,6 +333,7 @@ async function besideChangedCopies(
   files: Waiting[],
   taken: Set<string>,
   write: (line: string) => void,
+  noAnswer: (why: string) => void,
 ): Promise<void> {
   const items = files.map((file) => ({ ...file, destination: file.placed }));
   let changed: Set<number>;
@@ -322,6 +342,7 @@ async function besideChangedCopies(
     changed = await copiesChanged(transport, items, rows, AbortSignal.timeout(ASK_DESTINATION_MS));
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
+    noAnswer(why);
     return write(`cannot ask the destination whether copies to replace changed there (${why})`);
   }
   for (const n of changed) {
@@ -344,7 +365,7 @@ async function besideChangedCopies(
  * a file there is never replaced. One with the source's bytes counts as its arrival (`held`); for
  * another the file goes to the next numbered name beside it that no copy in the ledger has and no
  * other file of this listing takes (`taken`), looked at in turn. A destination that cannot be
- * asked is said once; its files are listed where they are planned.
+ * asked is said once (and told to `noAnswer`); its files are listed where they are planned.
  */
 async function besideOthers(
   transport: Transport,
@@ -352,6 +373,7 @@ async function besideOthers(
   files: Waiting[],
   taken: Set<string>,
   write: (line: string) => void,
+  noAnswer: (why: string) => void,
 ): Promise<void> {
   if (!transport.destinationSizes || !transport.destinationSha256) return;
   let asking = files;
@@ -387,10 +409,11 @@ async function besideOthers(
       asking = next;
     }
   } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    noAnswer(why);
     write(
-      `cannot ask the destination which of the names planned hold a file already (${
-        error instanceof Error ? error.message : String(error)
-      }): each is listed under the name planned`,
+      `cannot ask the destination which of the names planned hold a file already (${why}): ` +
+        "each is listed under the name planned",
     );
   }
 }

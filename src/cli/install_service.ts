@@ -121,7 +121,7 @@ export async function runInstallService(
   const bare = bareNamedPrograms(config.jobs);
   // For another OS (--print, --root) its paths are that machine's: warned of, not refused.
   const warn = (message: string) => console.error(`warning: ${message}`);
-  await checkBeforeStart(config, account.uid, warn, target.os !== Deno.build.os);
+  await checkBeforeStart(config, account.uid, warn, target.os !== Deno.build.os && target.os);
   const itsPath = target.os === Deno.build.os ? SERVICE_PATH[target.os] : undefined;
   if (itsPath) assertFoundAsService(bare, config.jobs, config.file || configPath, itsPath);
   // After the checks, which give a hook's bare program name its path on PATH.

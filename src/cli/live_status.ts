@@ -24,7 +24,8 @@ const ASK_TIMEOUT_MS = 2000;
 /**
  * Ask the running daemon's status server. An answer from another process
  * (another daemon holding the same `status_listen`) is not taken, and the
- * token is sent only where the daemon says its page listens.
+ * token is sent only where the daemon says its page listens, and only where that is the
+ * config's `status_listen` (what the daemon says is read from a file of the state folder).
  *
  * @param pid the daemon's pid (from its PID file), when known
  * @param listening `HOST:PORT` the daemon says its page listens on (a reload
@@ -52,11 +53,17 @@ export async function askDaemon(
   }
   if (listening !== undefined) {
     const colon = listening.lastIndexOf(":");
-    settings = {
-      ...settings,
-      hostname: listening.slice(0, colon),
-      port: Number(listening.slice(colon + 1)),
-    };
+    const said = { hostname: listening.slice(0, colon), port: Number(listening.slice(colon + 1)) };
+    // The state folder's daemon.json says it: the token goes only where the config says too.
+    if (settings.token && (said.hostname !== settings.hostname || said.port !== settings.port)) {
+      return {
+        unavailable: `the daemon says its status page listens at ${quoteIfUnsafe(listening)}, ` +
+          `not at status_listen ${config.status_listen} of the config (a reload does not move ` +
+          "the page), so the token is not sent there; restart the daemon to serve the page " +
+          "at status_listen",
+      };
+    }
+    settings = { ...settings, ...said };
   }
   // A server on every interface answers on loopback too.
   const host = ["0.0.0.0", "::", ""].includes(settings.hostname)

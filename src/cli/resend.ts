@@ -22,7 +22,7 @@ import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import { matcher } from "../watch/file_filter.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import type { Config, JobConfig } from "../config/types.ts";
@@ -49,8 +49,12 @@ export function resendCommand(): Command {
     .description(
       "send files that already arrived again, on purpose (by night folder, arrival date, name pattern, or all)",
     )
-    .option("--night <YYYYMMDD>", "the files of this night folder")
-    .option("--date <YYYY-MM-DD>", "the files that arrived on this day (local time)")
+    .option("--night <YYYYMMDD>", "the files of this night folder", once("--night"))
+    .option(
+      "--date <YYYY-MM-DD>",
+      "the files that arrived on this day (local time)",
+      once("--date"),
+    )
     .option(
       "--name <pattern>",
       "the files whose path below the watch folder matches this glob, or this file's absolute path " +
@@ -62,9 +66,10 @@ export function resendCommand(): Command {
     .option("--dry-run", "list what would be sent again; change nothing")
     .addHelpText(
       "after",
-      "\nChoices combine (--night 20240315 --name 'flat*'); --name may be given more than once\n" +
-        "(--name 'flat*' --name 'dark*': a file matching either); a --name that is an absolute path\n" +
-        "in a watch folder, as the log shows it, names that file (or the files below that folder).\n" +
+      "\nChoices combine (--night 20240315 --name 'flat*'); --all stands alone.\n" +
+        "--name may be given more than once (--name 'flat*' --name 'dark*': a file matching either);\n" +
+        "a --name that is an absolute path in a watch folder, as the log shows it, names that file (or\n" +
+        "the files below that folder).\n" +
         "Only files still in the watch folder can be sent again, each over its own copy (in the\n" +
         "night folder it went to, whatever night the night rule gives it now). A running daemon\n" +
         "sends them within a minute (a job it holds: once it resumes, or its destination answers\n" +
@@ -277,6 +282,16 @@ function nameMatchers(
   };
 }
 
+/** A parser of an option given at most once (commander would keep the last one, unsaid). */
+function once(option: string) {
+  return (value: string, earlier: string | undefined): string => {
+    if (earlier === undefined) return value;
+    throw new UsageError(
+      `Cannot resend: ${option} is given twice (${earlier}, then ${value}): give it once`,
+    );
+  };
+}
+
 /** The choice the options make. @throws {UsageError} when none or a malformed one is given */
 function chosen(
   options: ResendOptions,
@@ -284,6 +299,13 @@ function chosen(
   if (!options.night && !options.date && options.name === undefined && !options.all) {
     throw new UsageError(
       "Cannot resend: say which files with --night YYYYMMDD, --date YYYY-MM-DD, --name <pattern> or --all",
+    );
+  }
+  const narrowed = options.night ?? options.date ?? options.name;
+  if (options.all && narrowed !== undefined) {
+    throw new UsageError(
+      "Cannot resend: --all is every file that arrived, and --night, --date and --name choose " +
+        "some of them: give --all alone, or leave it out",
     );
   }
   for (const name of options.name ?? []) {

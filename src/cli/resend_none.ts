@@ -67,12 +67,17 @@ export async function nothingChosen(jobs: NoneChosen[], context: NoneContext): P
     }
   }
   const gone = jobs.reduce((sum, { gone }) => sum + gone, 0);
-  const chose = context.names.length > 0
-    ? `no file that arrived matches --name ${context.names.map(quoteIfUnsafe).join(", ")}`
-    : context.night
-    ? `no file that arrived went to night folder ${context.night}`
-    : context.date
-    ? `no file arrived on ${context.date}`
+  // Every choice given, as they combine (--night 20240315 --name 'flat*').
+  const also = [
+    ...context.names.length > 0
+      ? [`matches --name ${context.names.map(quoteIfUnsafe).join(", ")}`]
+      : [],
+    ...context.night ? [`went to night folder ${context.night}`] : [],
+  ].join(" and ");
+  const chose = context.date
+    ? `no file arrived on ${context.date}${also && ` that ${also}`}`
+    : also
+    ? `no file that arrived ${also}`
     : "no file has arrived yet";
   if (lines.length > 0) {
     const more = lines.length > LISTED ? [`  and ${lines.length - LISTED} more`] : [];

@@ -20,6 +20,7 @@ import { ConfigError, exitCodeFor, OutcomeError, UsageError } from "../errors.ts
 import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
+import { assertOwnFilesTrusted } from "../pipeline/own_files_trust.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
@@ -56,7 +57,11 @@ export function runCommand(): Command {
       "watch the folders and transfer every complete file (the daemon; the default command)",
     )
     .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
-    .option("--dry-run", "print what would be transferred where; send and record nothing");
+    .option(
+      "--dry-run",
+      "print what would be transferred where; send and record nothing (1 if the destination " +
+        "could not be asked)",
+    );
   return addQuickStartOptions(command)
     .option("--save-config <file>", "with --to: also write the equivalent config file")
     .option("--force", "with --save-config: replace an existing file")
@@ -131,6 +136,8 @@ export function runCommand(): Command {
         });
       assertThisMachinePaths(config); // Before the log file is made where it names.
       try {
+        // Not a log folder or state_dir another account could write in, nor another file.
+        await assertOwnFilesTrusted(config);
         await logging(config);
       } catch (error) {
         // A log file that cannot be opened is one problem of the config: say all of them.

@@ -10,6 +10,7 @@
 import type { Config } from "./types.ts";
 import { ConfigError } from "../errors.ts";
 import { posixWord } from "../shell_words.ts";
+import { jobKeyPlace } from "./key_lines.ts";
 
 /** Group and others write bits. */
 const WRITE_BY_OTHERS = 0o022;
@@ -42,11 +43,29 @@ export async function configFileProblem(
       `fix it with: chmod go-w ${posixWord(file)}`;
   }
   const owner = await ownerOf(file);
-  if (owner === null || runsAs === null || owner === 0 || owner === runsAs) return undefined;
-  return `${file}: refusing this config file: it belongs to user id ${owner}, not to root or to ` +
-    `the account the daemon runs as (user id ${runsAs}), and its owner can make the daemon run ` +
-    `commands as that account (ssh_options: ProxyCommand); fix it with: ` +
+  if (!othersOwn(owner, runsAs)) return undefined;
+  return `${file}: refusing this config file: ${ownedByAnother(owner!, runsAs!)}, and its owner ` +
+    `can make the daemon run commands as that account (ssh_options: ProxyCommand); fix it with: ` +
     `sudo chown ${runsAs} ${posixWord(file)}, or run as its owner`;
+}
+
+/**
+ * Whether `owner` (a user id) is another account's than root and `runsAs`, the account the daemon
+ * runs as: the rule for every file or folder that decides what the daemon does or where it
+ * writes (the config file, the programs it runs, its login files and token, its `state_dir` and
+ * log folder). `false` where either is not known (`null`: Windows, or not told).
+ */
+export function othersOwn(
+  owner: number | null | undefined,
+  runsAs: number | null | undefined = Deno.build.os === "windows" ? null : Deno.uid(),
+): boolean {
+  return owner != null && runsAs != null && owner !== 0 && owner !== runsAs;
+}
+
+/** `it belongs to user id 1001, not to root or to the account the daemon runs as (user id 0)` */
+export function ownedByAnother(owner: number, runsAs: number, it = "it"): string {
+  return `${it} belongs to user id ${owner}, not to root or to the account the daemon runs as ` +
+    `(user id ${runsAs})`;
 }
 
 /**
@@ -58,7 +77,7 @@ export async function configFileProblem(
 export async function checkIdentityFileModes(config: Config): Promise<void> {
   const problems: string[] = [];
   const seen = new Set<string>();
-  for (const job of config.jobs) {
+  for (const [index, job] of config.jobs.entries()) {
     const key = job.ssh_identity_file;
     if (key === null || seen.has(key)) continue;
     seen.add(key);
@@ -66,10 +85,11 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
     if (!await Deno.stat(key).then((info) => info.isFile, () => false)) continue;
     const problem = await writableByOthers(key);
     if (problem) {
+      // 600: ssh refuses a key others may read too (what go-w would leave).
       problems.push(
-        `${config.file}: refusing ssh_identity_file ${key} (job ${job.name}): it is ${problem}, ` +
+        `${jobKeyPlace(config, index, "ssh_identity_file")}: refusing ${key}: it is ${problem}, ` +
           `and whoever can change it decides which key the daemon logs in with; ` +
-          `fix it with: chmod go-w ${posixWord(key)}`,
+          `fix it with: chmod 600 ${posixWord(key)}`,
       );
     }
   }
@@ -95,11 +115,24 @@ export async function writableByOthers(file: string): Promise<string | undefined
 }
 
 /** The user id owning `file` (`null` on Windows, or when it is missing). */
-async function ownerOf(file: string): Promise<number | null> {
+export async function ownerOf(file: string): Promise<number | null> {
   if (Deno.build.os === "windows") return null;
   try {
     return (await Deno.stat(file)).uid;
   } catch {
     return null; // Missing or unreadable: reported where it is used.
   }
+}
+
+/**
+ * What to say of a file named by a key that holds a secret (`ftp_password_file`,
+ * `status_token_file`) where no such file exists: not its name, which may be the password or
+ * token itself typed where its file's path belongs (the message goes to the log file too).
+ *
+ * @param what what the file holds: "the password", "the token"
+ * @param instead another way to give it, e.g. ", or its variable in ftp_password_env"
+ */
+export function missingSecretFile(what: string, instead = ""): string {
+  return `the file it names does not exist (its name is not shown: it may be ${what} itself); ` +
+    `give the path of a file that holds ${what}${instead}`;
 }

@@ -10,6 +10,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { bytesOf, isNameTooLong, PATH_MAX_BYTES } from "./path_limits.ts";
 
 /** Linux statfs magic numbers of file systems whose events miss changes made elsewhere. */
 const REMOTE_MAGIC = new Map<number, string>([
@@ -273,13 +274,24 @@ function exists(path: string): Promise<boolean> {
 /**
  * Whether `error`, of a look at a watch folder, may pass by itself: an error of the system (with
  * its code) such as an I/O error, a stale handle, a share whose client died (ENOTCONN); not "not
- * found", a folder's permissions, a part of the path that is no folder, nor a path the runtime
- * guards (each a problem of the config or the setup).
+ * found", a folder's permissions, a part of the path that is no folder, a path too long for the
+ * system, nor a path the runtime guards (each a problem of the config or the setup).
  */
 export function unreadableForNow(error: unknown): boolean {
-  return typeof (error as { code?: unknown } | null)?.code === "string" &&
+  return typeof (error as { code?: unknown } | null)?.code === "string" && !isNameTooLong(error) &&
     !(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
       error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.NotCapable);
+}
+
+/**
+ * Why the watch folder `path` cannot be looked at (`error`, of a look that is no "not found"):
+ * a path too long for the system said as that, with what to do; else the system's words.
+ */
+export function watchFolderProblem(path: string, error: unknown): string {
+  if (!isNameTooLong(error)) return error instanceof Error ? error.message : String(error);
+  return `its path is too long for the system (${bytesOf(path)} bytes, where a path may have ` +
+    `${PATH_MAX_BYTES} at most), so no file in it can be read: choose a folder with a shorter ` +
+    "path for watch_path";
 }
 
 /**

@@ -7,7 +7,8 @@
 import type { z } from "zod";
 import { Cron } from "croner";
 import type { jobShape } from "./schema.ts";
-import { isValidCron, isValidTimeZone } from "./values.ts";
+import { isValidCron, isValidTimeZone, unexpandedLocalPath } from "./values.ts";
+import { rsyncOptionsInOne, sshOptionsInOne } from "./several_options.ts";
 
 /** A job's values as its keys' own schemas return them. */
 type JobValues = z.output<z.ZodObject<typeof jobShape>>;
@@ -102,6 +103,14 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
         (host.includes("@") ? " (the user goes in remote_user)" : ""),
     });
   }
+  const unexpandedBase = typeof job.remote_base_path !== "string"
+    ? null
+    : job.transfer_method === "local"
+    ? unexpandedLocalPath(job.remote_base_path)
+    : unexpandedRemotePath(job.remote_base_path, ssh);
+  if (unexpandedBase !== null) {
+    ctx.addIssue({ code: "custom", path: ["remote_base_path"], message: unexpandedBase });
+  }
   const portFirst = job.transfer_method === "local" || typeof job.remote_base_path !== "string"
     ? null
     : portBeforeFolder(job.remote_base_path);
@@ -142,7 +151,9 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   }
   if (Array.isArray(job.ssh_options)) {
     for (const [index, option] of job.ssh_options.entries()) {
-      const why = typeof option === "string" ? sessionChangingOption(option) : null;
+      const why = typeof option === "string"
+        ? sshOptionsInOne(option) ?? sessionChangingOption(option)
+        : null;
       if (why !== null) {
         ctx.addIssue({ code: "custom", path: ["ssh_options", index], message: why });
       }
@@ -265,6 +276,26 @@ function hostWithMore(host: string, ssh: boolean): string | null {
     return "expected a host name or address (no spaces or slashes; the folder goes in remote_base_path)";
   }
   return null;
+}
+
+/**
+ * Why the remote folder `path` is refused where it holds a variable (`$HOME/x`, `${DATA}`): the
+ * server takes it as written and would make a folder named so; what to write instead (`~/x` for
+ * the login's home with scp and rsync, a relative path with ftp, whose servers do not expand `~`);
+ * `null` for a path without one.
+ */
+function unexpandedRemotePath(path: string, ssh: boolean): string | null {
+  const variable = /\$(\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)/.exec(path)?.[0];
+  if (variable === undefined) return null;
+  const rest = /^\$(?:HOME|\{HOME\})(?:[/]+(.*))?$/.exec(path.trim());
+  const inHome = rest === null
+    ? ""
+    : ssh
+    ? `, or ${rest[1] ? `~/${rest[1]}` : "~"} (~ is the login's home folder there)`
+    : `, or ${rest[1] || "."} (a relative path starts in the login's folder; FTP servers do not ` +
+      "expand ~ either)";
+  return `${variable} is not expanded: the server takes the path as written and would make a ` +
+    `folder named "${variable}" there; write the path in full (e.g. /data/incoming)${inHome}`;
 }
 
 /**
@@ -404,6 +435,7 @@ function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
         "SSH options in ssh_options"
       : null;
     if (why !== null) refused.push([index, `${option} ${why}; remove it`]);
+    else if (rsyncOptionsInOne(option) !== null) refused.push([index, rsyncOptionsInOne(option)!]);
   }
   return refused;
 }

@@ -93,8 +93,7 @@ export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): numbe
   } catch {
     return null;
   }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
+  const { doc, lineCounter } = parsedText(text);
   const [key] = keyPath;
   const jobs = doc.get("jobs");
   const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
@@ -102,6 +101,18 @@ export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): numbe
   const has = (map: unknown) => isMap(map) && pairOf(doc, map, String(key)) !== undefined;
   if (has(entry)) return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
   return has(doc.contents) ? lineOf(doc, lineCounter, keyPath) : null;
+}
+
+/** The last text parsed for its lines: a message per job does not parse the file again. */
+let lastParsed: { text: string; doc: Document; lineCounter: LineCounter } | null = null;
+
+function parsedText(text: string): { doc: Document; lineCounter: LineCounter } {
+  if (lastParsed?.text !== text) {
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
+    lastParsed = { text, doc, lineCounter };
+  }
+  return lastParsed;
 }
 
 /**

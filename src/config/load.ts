@@ -17,11 +17,13 @@ import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
 import {
   keepLastOfDuplicateKeys,
+  otherYamlVersion,
   plainValue,
   syntaxErrorLine,
   syntaxReason,
 } from "./yaml_problems.ts";
 import { looksLikeToml, tomlMessage } from "./toml_hint.ts";
+import { FITS_NOT_CONFIG, isFitsImage } from "./data_file.ts";
 
 /**
  * Load, validate and resolve a config file. The file and the jobs' SSH
@@ -49,6 +51,14 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
     if (error instanceof ConfigError) throw error;
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
+  if (isFitsImage(bytes)) {
+    throw new ConfigError(
+      `Cannot read config file ${file}: ${FITS_NOT_CONFIG}; give the YAML config file with -c, ` +
+        "or write a template into a new one with `image-transfer -c FILE.yaml init` (the " +
+        "folder of the images goes in its watch_path)",
+      { file },
+    );
+  }
   const text = configText(file, bytes);
   await checkConfigFileMode(file, runsAs);
   if (looksLikeToml(text, file)) throw new ConfigError(tomlMessage(text, file), { file });
@@ -75,6 +85,12 @@ export function parseConfig(text: string, file: string): Config {
     logLevel: "error",
   });
   const issues = new Issues(file, doc, lineCounter);
+  // Before its syntax errors: `%YAML 1.1` without `---` after it is one, of no use to say.
+  const version = otherYamlVersion(text);
+  if (version !== null) {
+    issues.addAtLine(version.line, version.reason);
+    issues.throwIfAny();
+  }
   const syntaxLines = new Set<number>();
   for (const error of doc.errors) {
     const line = syntaxErrorLine(doc, lineCounter, error.pos[0], error.code, text);

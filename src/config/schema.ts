@@ -13,6 +13,7 @@ import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";
 import {
+  basePathText,
   filePatterns,
   globPatterns,
   isValidCron,
@@ -128,8 +129,8 @@ export const jobShape = {
     "Login name on the destination. Empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
-    pathText.min(1),
-    "Destination folder; night folders `YYYYMMDD/` are created inside it. Required. The folder only: a port goes in `ssh_port` or `ftp_port` (`2222:/data` is refused).",
+    basePathText.min(1),
+    "Destination folder; night folders `YYYYMMDD/` are created inside it. Required. The folder only: a port goes in `ssh_port` or `ftp_port` (`2222:/data` is refused). The server takes it as written: a variable (`$HOME/x`) is refused; with scp and rsync write `~/x` for a folder in the login's home.",
     { example: "/data/incoming/images" },
   ),
   file_patterns: doc(
@@ -146,7 +147,7 @@ export const jobShape = {
   ),
   symlinks: doc(
     z.enum(["skip", "inside", "follow"]).default("skip"),
-    "Symbolic links in the watch folder: `skip`, `inside` or `follow`. `skip` never reads through a link, `inside` sends a link to a file whose real path is inside the watch folder, `follow` sends what any link points to and scans linked folders. Each link is logged once.",
+    "Symbolic links in the watch folder: `skip`, `inside` or `follow`. `skip` never reads through a link, `inside` sends a link to a file whose real path is inside the watch folder, `follow` sends what any link points to and scans linked folders. Under `skip` and `inside` a file below a folder that is a link is neither sent nor removed, also when the folder became a link after the file was found. Each link is logged once.",
   ),
   stability_window_seconds: doc(
     z.number().min(0).max(3600).default(2),
@@ -215,7 +216,7 @@ export const jobShape = {
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),
-    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP gives up an upload or download whose data makes no progress this long (a command the server does not answer within a minute, or this where shorter, is given up then); a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again.",
+    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP gives up an upload or download whose data makes no progress this long (a command the server does not answer within a minute, or this where shorter, is given up then); a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again. With scp, which starts a copy over, a file whose upload timed out is given twice as long at its next attempt (up to a day), so a large file on a slow link arrives; rsync and local continue the copy instead (`resume_partial_hours`).",
   ),
   max_concurrent_transfers: doc(
     z.int().min(1).max(64).optional(),
@@ -223,8 +224,15 @@ export const jobShape = {
     { writtenDefault: 4 },
   ),
   rescan_interval_seconds: doc(
-    z.number().min(0).max(604800).default(3600),
-    "Seconds between full rescans of the watch folder; 0 turns rescans off. A rescan catches missed events and retries failed files.",
+    // A full rescan many times a second keeps a core busy, and finds nothing one a second would
+    // not (below 0 is the range's to say).
+    z.number().min(0).max(604800).refine((seconds) => seconds <= 0 || seconds >= 1, {
+      error: (issue) =>
+        `${issue.input} would rescan the whole watch folder more than once a second, keeping a ` +
+        "processor busy; give at least 1 (the default is 3600, an hour), or 0 for no periodic " +
+        "rescans",
+    }).default(3600),
+    "Seconds between full rescans of the watch folder, at least 1; 0 turns rescans off. A rescan catches missed events and retries failed files.",
   ),
   watch_mode: doc(
     z.enum(["auto", "events", "poll"]).default("auto"),
@@ -236,7 +244,7 @@ export const jobShape = {
   ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
-    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`, `--delete\u2026`), send nothing (`--dry-run`, `--existing`), leave some files behind (`--exclude`, `--filter`, `--max-size`: choose files with `file_patterns` and `exclude_patterns`) or change which files go where (`--files-from`, `--relative`) are refused: sources leave only by `after_transfer`. So are `-e` and `--rsh`, which would replace the ssh command the daemon runs: the port goes in `ssh_port`, other SSH options in `ssh_options`. And so are `--append` and `--checksum-choice=none`, which skip rsync's whole-file checksum that verifies each arrival.",
+    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. Each item is one argument (`[--bwlimit=50000, --partial]`: several options in one item are refused). With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`, `--delete\u2026`), send nothing (`--dry-run`, `--existing`), leave some files behind (`--exclude`, `--filter`, `--max-size`: choose files with `file_patterns` and `exclude_patterns`) or change which files go where (`--files-from`, `--relative`) are refused: sources leave only by `after_transfer`. So are `-e` and `--rsh`, which would replace the ssh command the daemon runs: the port goes in `ssh_port`, other SSH options in `ssh_options`. And so are `--append` and `--checksum-choice=none`, which skip rsync's whole-file checksum that verifies each arrival.",
   ),
   ssh_port: doc(
     z.int().min(1).max(65535).nullable().default(null),
@@ -244,11 +252,11 @@ export const jobShape = {
   ),
   ssh_identity_file: doc(
     pathText.min(1).nullable().default(null),
-    "Private key for SSH; empty means the SSH defaults (`~/.ssh/config`, agent, `~/.ssh/id_*`).",
+    "Private key for SSH; empty means the SSH defaults (`~/.ssh/config`, agent, `~/.ssh/id_*`). It must belong to the daemon's account or root.",
   ),
   ssh_options: doc(
     z.array(sshOption).default([]),
-    'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com". `StrictHostKeyChecking=no` is warned of (the server\'s key would go unchecked): `StrictHostKeyChecking=accept-new` remembers a new server\'s key at the first login. `RemoteCommand`, `RequestTTY=force` and `StdinNull=yes` are refused: every session would run another command, get a terminal that changes its bytes, or lose its input. So are `ForkAfterAuthentication=yes` (calls nobody waits for, left running after a stop) and `ControlMaster`, `ControlPath` and `ControlPersist`: the daemon keeps its own shared connection per destination, opened and closed with the job.',
+    'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com"; one per item (several in one are refused). `StrictHostKeyChecking=no` is warned of (the server\'s key would go unchecked): `StrictHostKeyChecking=accept-new` remembers a new server\'s key at the first login. `RemoteCommand`, `RequestTTY=force` and `StdinNull=yes` are refused: every session would run another command, get a terminal that changes its bytes, or lose its input. So are `ForkAfterAuthentication=yes` (calls nobody waits for, left running after a stop) and `ControlMaster`, `ControlPath` and `ControlPersist`: the daemon keeps its own shared connection per destination, opened and closed with the job.',
   ),
   ftp_tls: doc(
     z.enum(["required", "off"]).default("required"),
@@ -260,7 +268,7 @@ export const jobShape = {
   ),
   ftp_password_file: doc(
     pathText.min(1).nullable().default(null),
-    "ftp: file whose first line is the password; keep it mode 600. Read at each login, never logged.",
+    "ftp: file whose first line is the password; keep it mode 600, owned by the daemon's account or root. Read at each login, never logged.",
   ),
   ftp_password_env: doc(
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
@@ -337,12 +345,12 @@ export const jobShape = {
 export const daemonShape = {
   state_dir: doc(
     pathText.min(1).default(defaultStateDir),
-    "Folder of the ledger database. The default becomes `$XDG_STATE_HOME/image-transfer` when XDG_STATE_HOME is set, and `%LOCALAPPDATA%\\image-transfer` on Windows.",
+    "Folder of the ledger database. The default becomes `$XDG_STATE_HOME/image-transfer` when XDG_STATE_HOME is set, and `%LOCALAPPDATA%\\image-transfer` on Windows. A folder group or others can write, or that another account than root and the daemon's owns, is refused.",
     { writtenDefault: DEFAULT_STATE_DIR },
   ),
   log_file: doc(
     pathText.default(defaultLogFile),
-    'Rotating log file (10 MB x 5 files); "" turns file logging off.',
+    'Rotating log file (10 MB x 5 files); "" turns file logging off. A symbolic link, an existing file that is not a log image-transfer wrote, or a file in a folder group or others can write, or that another account than root and the daemon\'s owns, is refused.',
     { writtenDefault: DEFAULT_LOG_FILE },
   ),
   log_format: doc(
@@ -355,7 +363,7 @@ export const daemonShape = {
   ),
   status_token_file: doc(
     pathText.min(1).nullable().default(null),
-    "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set. Only its owner may read it (`chmod 600`).",
+    "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set. Only its owner may read it (`chmod 600`), the daemon's account or root.",
   ),
   status_tls_cert: doc(
     pathText.min(1).nullable().default(null),
@@ -363,7 +371,7 @@ export const daemonShape = {
   ),
   status_tls_key: doc(
     pathText.min(1).nullable().default(null),
-    "PEM private key of `status_tls_cert`. Only its owner may read it (`chmod 600`).",
+    "PEM private key of `status_tls_cert`. Only its owner may read it (`chmod 600`), the daemon's account or root.",
   ),
 };
 

@@ -21,10 +21,25 @@ export const sshOption = z.string().regex(
  * holds a bell where `\a` was), so the message says how to write one.
  */
 export const pathText = z.string().superRefine((text, context) => {
+  const unexpanded = unexpandedLocalPath(text);
+  if (unexpanded !== null) context.addIssue({ code: "custom", message: unexpanded });
+  refuseControlCharacters(text, context);
+});
+
+/**
+ * `remote_base_path` as text: no control characters (see `pathText`). A variable in it is said
+ * by `job_rules.ts`, which knows the method: a local path expands some, a server none.
+ */
+export const basePathText = z.string().superRefine(refuseControlCharacters);
+
+/** Why the local path `text` would hold a variable as written (see `pathText`), or `null`. */
+export function unexpandedLocalPath(text: string): string | null {
   const unexpanded = unexpandedReference(text);
-  if (unexpanded !== null && !existsAsWritten(text)) {
-    context.addIssue({ code: "custom", message: unexpanded });
-  }
+  return unexpanded !== null && !existsAsWritten(text) ? unexpanded : null;
+}
+
+/** Add an issue to `context` for the first control character of the path `text`, if any. */
+function refuseControlCharacters(text: string, context: z.RefinementCtx): void {
   // The first control character (a tab, a bell from `"D:\archive"`...), if any.
   // deno-lint-ignore no-control-regex
   const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
@@ -38,7 +53,7 @@ export const pathText = z.string().superRefine((text, context) => {
       }): in double quotes YAML reads a backslash as an escape ("D:\\archive" holds \\a, a bell); ` +
       "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
   });
-});
+}
 
 /** Whether `text` is an absolute path that exists as written here (a folder named `a $x`). */
 function existsAsWritten(text: string): boolean {

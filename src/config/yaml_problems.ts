@@ -24,6 +24,33 @@ import {
 /** Most alias expansions a config file may need (yaml's own resource-exhaustion guard). */
 export const MAX_ALIAS_COUNT = 100;
 
+/**
+ * The line and reason of a `%YAML` directive that names another version than 1.2, or `null`.
+ * YAML 1.1 (`%YAML 1.1`) reads `yes`/`no`/`on`/`off` as booleans, `010` as octal and `1:30` as
+ * 90: values the reference refuses would be taken silently (`verify_transfer: off`: no check).
+ */
+export function otherYamlVersion(text: string): { line: number; reason: string } | null {
+  const lines = text.split("\n");
+  for (const [index, line] of lines.entries()) {
+    // Directives come before the document's `---`; past it, a `%` line is the document's.
+    if (/^---(\s|$)/.test(line)) return null;
+    const directive = /^%YAML(?:[ \t]+(\S*))?/.exec(line);
+    if (directive === null) continue;
+    const version = directive[1] ?? "";
+    if (version === "1.2") continue;
+    const older = version === "1.1" || version === "1.0"
+      ? `, not as YAML ${version}, which would read yes/no/on/off as true or false ` +
+        "(verify_transfer: off as no verification), 010 as 8 and 1:30 as 90"
+      : "";
+    return {
+      line: index + 1,
+      reason: `${version === "" ? "%YAML" : `%YAML ${version}`} directive: the config file is ` +
+        `read as YAML 1.2${older}; remove this line`,
+    };
+  }
+  return null;
+}
+
 /** The line to report a YAML syntax error on (`text`: the file's text). */
 export function syntaxErrorLine(
   doc: Document,

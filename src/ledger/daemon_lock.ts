@@ -23,6 +23,7 @@ import { DaemonRunningError } from "../errors.ts";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
 import {
+  assertNoStateLinks,
   keepSenderId,
   makeStateDir,
   stateDirError,
@@ -169,6 +170,7 @@ export function acquireDaemonLock(
   stillRuns?: StillRuns,
 ): DaemonLock {
   makeStateDir(stateDir);
+  assertNoStateLinks(stateDir);
   // Before the lock file is made: a start refused here leaves no sign of a run.
   const moved = readMoved(stateDir);
   if (moved !== undefined && moved !== stateDir && probeMoved(moved)) {

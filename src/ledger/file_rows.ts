@@ -86,6 +86,16 @@ export class FileRows {
     return done.map((row) => row === 0 ? undefined : { size: row[0], mtimeMs: row[1] });
   }
 
+  /** {@linkcode doneVersions} of one path: one look by key, no JSON either way. */
+  doneVersion(relPath: string): DoneEntry | undefined {
+    const row = this.ledger.read(() =>
+      this.ledger.statement(DONE_VERSION).get(this.job, this.target, relPath) as Row | undefined
+    );
+    return row === undefined
+      ? undefined
+      : { size: Number(row.size), mtimeMs: Number(row.mtime_ms) };
+  }
+
   /** Whether each of `relPaths` is done, as {@linkcode doneVersions} finds it (no object a file). */
   doneAmong(relPaths: string[]): boolean[] {
     const [{ rows }] = this.#read(DONE_AMONG, JSON.stringify(relPaths));
@@ -385,6 +395,9 @@ const DONE_VERSIONS = "SELECT json_group_array(coalesce(" +
   `(SELECT json_array(size, mtime_ms) ${DONE_ROW("?2")}), ` +
   `(SELECT json_array(size, mtime_ms) ${DONE_ROW("''")}), 0) ORDER BY asked.key) AS rows ` +
   "FROM json_each(?3) AS asked";
+/** {@linkcode FileRows.doneVersion}: this destination's done row, else one from before destinations. */
+const DONE_VERSION = "SELECT size, mtime_ms FROM files WHERE job = ?1 AND target IN (?2, '') " +
+  "AND rel_path = ?3 AND state = 'done' ORDER BY target = '' LIMIT 1";
 /** {@linkcode FileRows.doneAmong}: 1 for each asked path with a done row, in order, else 0. */
 const DONE_AMONG = "SELECT json_group_array(" +
   `EXISTS (SELECT 1 ${DONE_ROW("?2")}) OR EXISTS (SELECT 1 ${DONE_ROW("''")}) ` +

@@ -25,8 +25,12 @@ import type { Ledger } from "./ledger.ts";
 export function writeAtomically(path: string, text: string): void {
   const temp = `${path}.${Deno.pid}.tmp`;
   try {
+    // One left by a process of this pid, or a link put there: made anew, never written through.
+    try {
+      Deno.removeSync(temp);
+    } catch { /* not there */ }
     {
-      using file = Deno.openSync(temp, { write: true, create: true, truncate: true, mode: 0o600 });
+      using file = Deno.openSync(temp, { write: true, createNew: true, mode: 0o600 });
       let left = new TextEncoder().encode(text);
       while (left.length > 0) left = left.subarray(file.writeSync(left));
       file.syncSync();
@@ -318,6 +322,72 @@ export function makeStateDir(stateDir: string): void {
       error,
     );
   }
+}
+
+/**
+ * Make the folder `path` of the state folder (`reports`), readable by the daemon's account only
+ * (0700), never through a link: a link (or a file) in its place is moved aside to
+ * `<name>.set-aside-<time>`, said at WARN, and the folder made anew; a folder an older version
+ * made open to others is made private.
+ */
+export async function makeStateFolder(path: string): Promise<void> {
+  const found = await Deno.lstat(path).catch(() => null);
+  if (found !== null && !found.isDirectory) {
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const aside = `${path}.set-aside-${stamp}`;
+    await Deno.rename(path, aside);
+    logger("ledger").warn(
+      "{path} was {what}, not a folder: it was moved to {aside} and the folder made, so " +
+        "that nothing is written where it led; check who put it there",
+      { path, what: found.isSymlink ? "a symbolic link" : "a file", aside },
+    );
+  }
+  try {
+    await Deno.mkdir(path, { mode: 0o700 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  const made = await Deno.lstat(path);
+  if (!made.isDirectory) throw new Error(`${path} is not a folder (put there meanwhile)`);
+  if (made.mode !== null && (made.mode & 0o077) !== 0) await Deno.chmod(path, made.mode & 0o700);
+}
+
+/**
+ * The names of the daemon's files in its state folder (`daemon_lock.ts`'s, `ledger_check.ts`'s
+ * ledger, {@linkcode SENDER_ID_FILE}, `reports`), with their journals and temporary names.
+ */
+const OWN_NAME = /^(daemon\.|ledger\.sqlite|sender_id(\.|$)|reports$)/;
+
+/**
+ * Refuse a state folder holding a symbolic link under the name of one of the daemon's files: the
+ * ledger, the lock and its journal would be written through it, wherever it leads (the daemon
+ * makes no link there).
+ *
+ * @throws {Error} naming each link, where it leads, and what to do
+ */
+export function assertNoStateLinks(stateDir: string): void {
+  let links: string[];
+  try {
+    links = [...Deno.readDirSync(stateDir)]
+      .filter((entry) => entry.isSymlink && OWN_NAME.test(entry.name))
+      .map((entry) => join(stateDir, entry.name));
+  } catch {
+    return; // Cannot be listed: said where its files are opened.
+  }
+  if (links.length === 0) return;
+  const named = links.map((link) => {
+    try {
+      return `${link} (to ${Deno.readLinkSync(link)})`;
+    } catch {
+      return link;
+    }
+  });
+  throw new Error(
+    `Cannot use state_dir ${stateDir}: ${named.join(", ")} ${
+      links.length === 1 ? "is a symbolic link" : "are symbolic links"
+    } under the name of the daemon's own files, which it would write through, wherever they ` +
+      "lead; remove them (the daemon makes its files there itself), and find out who put them there",
+  );
 }
 
 /** Why a folder or file cannot be written, in a user's words. */

@@ -139,11 +139,61 @@ export const formatJson: TextFormatter = (record: LogRecord): string => {
   }) + "\n";
 };
 
+/** How a line of this program's log starts, in either format (`formatText`, `formatJson`). */
+const OUR_LINE = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ +\[|\{"time":"\d{4}-)/;
+
+/**
+ * Why `file` must not be written as the log file, or `null` when it may (missing, empty, or a log
+ * this program wrote): a symbolic link (the log would go wherever it leads, the file it reaches
+ * appended to and made private), a file with other names (hard links), or one whose first line is
+ * not one of this program's log lines (another file given by mistake: `/etc/passwd`). Said in
+ * words that end with what to do.
+ */
+export function notOurLog(file: string): string | null {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(file);
+  } catch {
+    return null; // Missing (made new), or told where it is opened.
+  }
+  const todo = "give the path of a new file, or of a log image-transfer wrote";
+  if (info.isSymlink) {
+    const target = (() => {
+      try {
+        return ` (to ${Deno.readLinkSync(file)})`;
+      } catch {
+        return "";
+      }
+    })();
+    return `${file} is a symbolic link${target}: the log would be appended to whatever it ` +
+      `leads to, and that made private; ${todo}`;
+  }
+  if (!info.isFile || info.size === 0) return null; // Not a file: said where it is opened.
+  if (info.nlink !== null && info.nlink > 1) {
+    return `${file} has ${info.nlink - 1} other name(s) (hard links): the log would be ` +
+      `appended to a file that is also elsewhere; ${todo}`;
+  }
+  let head: string;
+  try {
+    using opened = Deno.openSync(file);
+    const buffer = new Uint8Array(64);
+    head = new TextDecoder().decode(buffer.subarray(0, opened.readSync(buffer) ?? 0));
+  } catch {
+    return null; // Cannot be read: told where it is opened.
+  }
+  if (OUR_LINE.test(head)) return null;
+  return `${file} is not a log of image-transfer (its first line is not one of its log lines): ` +
+    `it would be appended to, and made private; ${todo} (move this one away if it is an old log)`;
+}
+
 /**
  * Create `file` readable by its owner only (0600), or make an existing one so
- * (POSIX): a log names every file and destination, and a hook's output.
+ * (POSIX): a log names every file and destination, and a hook's output. A file
+ * that is not this program's log is refused ({@linkcode notOurLog}).
  */
 async function createPrivate(file: string): Promise<void> {
+  const foreign = notOurLog(file);
+  if (foreign !== null) throw new Error(foreign);
   // Opened to append, a pipe would wait for a reader for ever.
   const found = await Deno.stat(file).catch(() => null);
   if (found !== null && !found.isFile) {

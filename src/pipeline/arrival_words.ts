@@ -14,11 +14,11 @@ export const UNRECORDED = "before the last stop or in an attempt cut off after i
 /** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
 export const FOUND_WORDS = {
   interrupted:
-    `{count} file(s) had arrived at {target} ${UNRECORDED}, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)`,
+    `{count} file(s) had arrived at {target} ${UNRECORDED}, unrecorded: recorded now (the first: {source}; the count is this batch's; later batches are logged at debug level)`,
   rebuilt:
-    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
+    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; the count is this batch's; later batches are logged at debug level)",
   already:
-    "{count} file(s) are at {target} already with their bytes, put there by another than this job (a new state_dir, another instrument): left as they are and counted as arrived, not as sent; no on_transfer hook runs for them (the first: {source}; more batches of them are logged at debug level)",
+    "{count} file(s) are at {target} already with their bytes, put there by another than this job (a new state_dir, another instrument): left as they are and counted as arrived, not as sent; no on_transfer hook runs for them (the first: {source}; the count is this batch's; later batches are logged at debug level)",
 };
 
 /**

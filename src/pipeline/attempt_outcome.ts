@@ -177,11 +177,15 @@ export function holdsTheJob(error: TransferError): boolean {
  * refused on its own counts attempts; a held one does not). A file not failing yet, refused with no
  * arrival since the last refusal, is the whole destination's again (a new night whose folder cannot
  * be made, say). So is any file whose folder files arrived in in this run: that folder went (moved
- * away, a share's folder gone), and an arrival before it went says nothing of the others.
+ * away, a share's folder gone), and an arrival before it went says nothing of the others. A file
+ * tried again before any file arrived since the start (`run --once`, where nothing pauses) is its
+ * own, said as a destination folder that takes no new folder, never as one files arrive in.
  */
 export class BaseRefusals {
   /** A file arrived since the last refusal. */
   #took = false;
+  /** A file arrived since the start (what a file's own refusal may say of the others). */
+  #tookAny = false;
   /** The folders made in the destination folder (night folders) that files arrived in, this run. */
   #into = new Set<string>();
   /**
@@ -194,6 +198,7 @@ export class BaseRefusals {
   /** Files arrived at the destination, at `destinations` (relative to the destination folder). */
   arrived(destinations: Iterable<string> = []): void {
     this.#took = true;
+    this.#tookAny = true;
     for (const destination of destinations) this.#into.add(folderOf(destination));
   }
 
@@ -207,7 +212,7 @@ export class BaseRefusals {
     batch: object = {},
     destination?: string,
   ): TransferError {
-    const own = ownFolderRefused(error);
+    const own = ownFolderRefused(error, this.#tookAny);
     if (own === null) return error;
     // Its folder took files in this run and cannot be made now: it went, the destination changed.
     if (destination !== undefined && this.#into.has(folderOf(destination))) {

@@ -173,9 +173,17 @@ function ownName(table: FileTable, record: WorkRecord, item: TransferItem): Ledg
  * only where the job's `symlinks` policy lets that link through (`inside`: a link to a file inside
  * the watch folder; `follow`), as a link found there by a scan is; otherwise (`skip`, a link out of
  * the watch folder under `inside`: one that took a queued file's name) no transport follows it.
+ * Under `skip` and `inside` no folder on the way from the watch folder may be a link either
+ * (`watchFolder`), as when the file was found.
  */
 export function withLinkPolicy(item: TransferItem, job: JobConfig): TransferItem {
-  if (job.symlinks === "skip") return item;
+  if (job.symlinks === "follow") return followedLink(item, job);
+  item = { ...item, watchFolder: job.watch_path };
+  return job.symlinks === "skip" ? item : followedLink(item, job);
+}
+
+/** `item` with `followLink` where a link in its place is one the job's policy lets through. */
+function followedLink(item: TransferItem, job: JobConfig): TransferItem {
   try {
     if (!Deno.lstatSync(item.source).isSymlink) return item;
   } catch {

@@ -12,7 +12,8 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { failureScope, RefusedUnsent, TransferError } from "../errors.ts";
+import { failureScope, isDestinationFull, RefusedUnsent, TransferError } from "../errors.ts";
+import { neverArrives } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, isGoneError, versionOf } from "../watch/file_version.ts";
@@ -66,6 +67,8 @@ export interface BatchSenderContext {
    * `space_guard.ts`): `null`, or why there is no room for it.
    */
   admit?(bytes: number, files: number): Promise<string | null>;
+  /** Why `bytes` never fit there (`SpaceGuard.neverFits`): its full error fails just that file. */
+  neverFits?(bytes: number): Promise<string | null>;
   /** Longest time a batch may take, then aborted and retried (default three times
    * `transfer_timeout_seconds` plus a minute: this catches a wait anywhere else). */
   deadlineMs?: number;
@@ -153,7 +156,7 @@ export class BatchSender {
    * @throws an error no attempt's outcome explains (logged; its files are retried)
    */
   async send(batch: WorkRecord[]): Promise<number> {
-    const { job, table, signal } = this.#context;
+    const { job, table, signal, transport } = this.#context;
     const items: TransferItem[] = batch.map((record) =>
       withLinkPolicy({
         source: absolutePath(job.watch_path, record.relPath),
@@ -162,7 +165,8 @@ export class BatchSender {
         mtimeMs: record.version.mtimeMs,
       }, job)
     );
-    const deadlineMs = this.#context.deadlineMs ?? 3 * job.transfer_timeout_seconds * 1000 + 60_000;
+    const callMs = transport.longestCallMs?.(items) ?? job.transfer_timeout_seconds * 1000;
+    const deadlineMs = this.#context.deadlineMs ?? 3 * callMs + 60_000;
     let sent = 0;
     const batchAbort = new AbortController();
     const stop = () => batchAbort.abort(signal.reason);
@@ -179,12 +183,8 @@ export class BatchSender {
     const takes = new Map(batch.map((record) => [record.relPath, record.take]));
     try {
       this.#log.debug("Sending {count} file(s) in one batch", { count: batch.length });
-      const looked = await lookAtDestination(
-        { job, table, transport: this.#context.transport, log: this.#log },
-        batch,
-        items,
-        batchAbort.signal,
-      );
+      const context = { job, table, transport, log: this.#log };
+      const looked = await lookAtDestination(context, batch, items, batchAbort.signal);
       // After a rebuild, a name that holds another file is not written over: the copy goes beside.
       const records = batch.map((record, index) => {
         const { destination } = looked[index];
@@ -197,7 +197,6 @@ export class BatchSender {
       const noRoom = await this.#context.admit?.(bytes, toSend.length);
       // A file this job did not send there is not replaced: the copy goes beside it.
       const ownCopies = new Set(batch.flatMap((r, i) => looked[i].replacesOwn ? [r.relPath] : []));
-      const { transport } = this.#context;
       const around = { table, transport, log: this.#log, ownCopies, signal: batchAbort.signal };
       const outcomes = toSend.length === 0
         ? []
@@ -352,6 +351,11 @@ export class BatchSender {
     error = this.#refusals.of(error, record.attempts, batch, record.destination);
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
+    const never = isDestinationFull(error) &&
+      await this.#context.neverFits?.(record.version.size).catch(() => null);
+    if (never) {
+      error = new TransferError(`Cannot send ${source}: ${never}`, "fatal", { cause: error });
+    }
     // Its watch folder unreadable now (a share whose client died, may hang): it waits, no failure.
     const watchProblem = failureScope(error) === "file" && await this.#context.watchProblem?.();
     const current = watchProblem ? null : await sourceNow(source, job, record.version);
@@ -366,13 +370,13 @@ export class BatchSender {
       pauseWhenUnavailable: this.#context.pauseWhenUnavailable,
       now: systemClock.now(),
       failing: record.failing,
-      slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
+      slowRetryMs: this.#context.slowRetries && !neverArrives(error) ? slowRetryMs(job) : 0,
     });
     // A destination gone, refusing the login or its folder fails all alike: its attempts are
     // said once, till back; each file that gives up says so (the line people grep and count).
     const wholeDestination = outcome.next.kind !== "drop" && failureScope(error) !== "file";
     const destinationDown = wholeDestination ||
-      (outcome.next.kind !== "drop" && /: cannot create (the folder:|folder) /.test(error.message));
+      (outcome.next.kind !== "drop" && /: cannot create (the|its|folder) /.test(error.message));
     const gaveUp = outcome.next.kind === "give-up" && outcome.next.first;
     if (destinationDown && this.#saidDestinationDown === error.kind && !gaveUp) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });

@@ -32,6 +32,7 @@ import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
 import { answerWithin, unlistable, unreadableForNow } from "../config/file_systems.ts";
+import { watchFolderProblem } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import { reloadChanges, type SkipsSaid } from "./reload_changes.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
@@ -358,8 +359,7 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
           { cause: error },
         );
       }
-      const reason = guardedPathReason(error) ??
-        (error instanceof Error ? error.message : String(error));
+      const reason = guardedPathReason(error) ?? watchFolderProblem(path, error);
       throw new WatchFolderError(`Cannot watch ${path} (job ${job.name}): ${reason}`, {
         cause: error,
       });

@@ -1,9 +1,9 @@
 /**
  * Jobs whose folders must be kept apart, refused before the start (see `start_checks.ts`):
  * destinations that would lose or endlessly repeat copies (two jobs sending into one folder, a
- * local destination where the job's own watch finds its copies again, local jobs whose copies go
- * round from one watch folder to the next and back), and clean-up that would take sources away
- * from another job, or move them into a watch folder.
+ * destination on this machine, local or over SSH, where the job's own watch finds its copies
+ * again, jobs whose copies go round from one watch folder to the next and back), and clean-up
+ * that would take sources away from another job, or move them into a watch folder.
  *
  * @module
  */
@@ -11,20 +11,24 @@ import { mayBeOneFolder } from "../config/destination_folder.ts";
 import { jobKeyPlace } from "../config/key_lines.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { FolderIds, RealPath } from "./start_checks.ts";
 
 /**
  * Refuse destinations that would lose or endlessly repeat copies: two jobs
  * sending into one folder (a file of one would replace the other's file of
- * the same name there, without a word), a local destination where the job's
- * own watch finds its copies again (each sent again, without end), and local
- * jobs that send into each other's watch folders, round to the first.
+ * the same name there, without a word), a destination on this machine where
+ * the job's own watch finds its copies again (each sent again, without end),
+ * and jobs that send into each other's watch folders here, round to the first.
  *
  * @throws {ConfigError} naming the jobs and folders, and what to do
  */
-export function assertDestinationsApart(config: Config, realPathSoFar: RealPath): void {
+export function assertDestinationsApart(config: Config, realPathOf: RealPath): void {
+  // Asked of every pair of jobs (copy rounds): each path resolved once.
+  const known = new Map<string, string>();
+  const realPathSoFar = (path: string) =>
+    known.get(path) ?? known.set(path, realPathOf(path)).get(path)!;
   const problems: string[] = [];
   const places = new Map<string, JobConfig>();
   for (const [index, job] of config.jobs.entries()) {
@@ -39,7 +43,7 @@ export function assertDestinationsApart(config: Config, realPathSoFar: RealPath)
       );
     }
     places.set(place, job);
-    if (job.transfer_method !== "local") continue;
+    if (!copiesHere(job)) continue;
     const problem = copiesWatched(job, realPathSoFar);
     if (problem) problems.push(`${jobKeyPlace(config, index, problem.key)}: ${problem.message}`);
   }
@@ -47,12 +51,37 @@ export function assertDestinationsApart(config: Config, realPathSoFar: RealPath)
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }
 
+/**
+ * Whether `job`'s copies land on this machine, in a folder its paths can be compared with: a
+ * local copy, or scp/rsync to a loopback address, `localhost` or this machine's name with an
+ * absolute `remote_base_path` (whatever the port: a tunnel to another machine would have to lead
+ * to a folder of the same path inside this one's watch folder).
+ */
+function copiesHere(job: JobConfig): boolean {
+  if (job.transfer_method === "local") return true;
+  if (job.transfer_method === "ftp" || !job.remote_base_path.startsWith("/")) return false;
+  const host = job.remote_host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)) return true;
+  return host === thisMachine();
+}
+
+/** This machine's name, lower case ("" where it may not be asked). */
+function thisMachine(): string {
+  try {
+    return Deno.hostname().toLowerCase();
+  } catch {
+    return ""; // No permission to ask (a test's own set).
+  }
+}
+
 /** Where a job's copies go, the same string for every job that sends there. */
 function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
   if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
   // The folder as the ledger's destination identity spells it, with `..` taken out too.
   const base = mayBeOneFolder(job);
-  const host = job.remote_host.trim().toLowerCase();
+  // This machine's names alike (localhost, 127.0.0.1), its ports apart (each may be a tunnel to
+  // another machine; one to this machine's sshd is not told from a local job's folder).
+  const host = copiesHere(job) ? "this machine" : job.remote_host.trim().toLowerCase();
   // A base path that is not absolute is one per account (its home, or the FTP account's root).
   const user = job.transfer_method === "ftp" || !base.startsWith("/")
     ? `${job.remote_user.trim()}@`
@@ -61,6 +90,11 @@ function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
     ? `ftp:${job.ftp_port ?? 21}`
     : `ssh:${job.ssh_port ?? 22}`;
   return `${port}//${user}${host}/${base}`;
+}
+
+/** For a job that sends over SSH to this machine: ` (on <host>, this machine)`. */
+function onHost(job: JobConfig): string {
+  return job.transfer_method === "local" ? "" : ` (on ${job.remote_host.trim()}, this machine)`;
 }
 
 /** The destination folder of `job` as messages name it. */
@@ -80,7 +114,7 @@ function landsIn(
   watcher: JobConfig,
   realPathSoFar: RealPath,
 ): { how: "inside"; rel: string } | { how: "night" } | null {
-  if (sender.transfer_method !== "local") return null;
+  if (!copiesHere(sender)) return null;
   const base = realPathSoFar(sender.remote_base_path);
   const watch = realPathSoFar(watcher.watch_path);
   const baseInWatch = relativeTo(watch, base);
@@ -111,8 +145,8 @@ function copiesWatched(
   if (lands?.how === "inside") {
     return {
       key: "remote_base_path",
-      message: `${base} is inside its watch_path ${watch}, so every copy would be found there ` +
-        "and sent again, without end; choose a destination outside the watch folder" +
+      message: `${base + onHost(job)} is inside its watch_path ${watch}, so every copy would be ` +
+        "found there and sent again, without end; choose a destination outside the watch folder" +
         (lands.rel === ""
           ? ""
           : ` (or leave it out with ${excluding(`${literalGlob(lands.rel)}/**`)})`),
@@ -138,7 +172,7 @@ function copyRounds(config: Config, realPathSoFar: RealPath): string[] {
   const jobs = config.jobs;
   const next = jobs.map((sender, i) =>
     jobs.flatMap((watcher, j) =>
-      i !== j && !apartByExtension(sender, watcher) && landsIn(sender, watcher, realPathSoFar)
+      i !== j && landsIn(sender, watcher, realPathSoFar) && !apartByExtension(sender, watcher)
         ? [j]
         : []
     )

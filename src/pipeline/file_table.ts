@@ -184,7 +184,7 @@ export class FileTable {
 
   /** The checker reports `relPath` complete at `version`. */
   ready(relPath: string, version: FileVersion): ReadyDecision {
-    const [done] = this.rows.doneVersions([relPath]);
+    const done = this.rows.doneVersion(relPath);
     return this.#index.ready(relPath, version, done !== undefined && sameVersion(done, version));
   }
 
@@ -335,9 +335,10 @@ export class FileTable {
     return takeOverLedger(this.rows, this.interrupted);
   }
 
-  /** At start, after {@linkcode takeOverLedger}: see `ledger_takeover.ts`. */
-  resumeUnfinished(): Promise<string[]> {
+  /** At start, after {@linkcode takeOverLedger}: see `ledger_takeover.ts` (`dropped`: there). */
+  resumeUnfinished(dropped?: (relPath: string) => void): Promise<string[]> {
     return resumeUnfinished({
+      dropped,
       job: this.#job,
       rows: this.rows,
       filter: this.#filter,

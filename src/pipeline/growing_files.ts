@@ -24,6 +24,7 @@ import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { isGoneError } from "../watch/file_version.ts";
 import { join } from "node:path";
+import { withLinkPolicy } from "./batch_items.ts";
 
 /** How often what a growing file gained is sent, at most. */
 const PART_INTERVAL_MS = 2000;
@@ -195,7 +196,7 @@ export class GrowingSender {
         this.#keep();
       }
       const part = await transport.sendPart!(
-        { source: path, destination, size: info.size, mtimeMs },
+        withLinkPolicy({ source: path, destination, size: info.size, mtimeMs }, this.#context.job),
         signal,
       );
       file.sentBytes = part.bytes;

@@ -31,7 +31,8 @@ import {
 } from "../watch/file_version.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import type { ScanFound } from "../watch/watch_session.ts";
-import { linkRefused, relativeTo } from "../watch/entry_check.ts";
+import { linkRefused } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";

@@ -13,7 +13,7 @@ import {
   type StabilityOptions,
 } from "../watch/stability.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import type { IntakeContext } from "./intake.ts";
 
 /** The checker of the intake of `context`'s job, which says in `log` why a file waits. */

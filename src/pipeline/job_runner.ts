@@ -220,6 +220,7 @@ export class JobRunner {
         if (this.#pause.offer(() => this.#table.smallestSendable)) this.#pumpSoon();
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
+      neverFits: (bytes) => this.#space.neverFits(bytes),
       onBack: () => this.retry(undefined, false),
       watchProblem: () => this.#session.unavailableNow(),
       onDropped: (rel) => status.notFailed(rel),
@@ -290,11 +291,11 @@ export class JobRunner {
 
   /** Resume from the ledger, watch (unless `once`), scan for files that came meanwhile. */
   async start(): Promise<void> {
-    const job = this.job;
     this.#extras.beforeStart();
     this.#startFromLedger();
     // Copies kept for sources gone are dropped (an optional call not made would not resume rows).
-    const started = await this.#table.resumeUnfinished().then(async (gone) => {
+    const notFailed = (rel: string) => this.#status.notFailed(rel); // A reload left it out.
+    const started = await this.#table.resumeUnfinished(notFailed).then(async (gone) => {
       this.#transport.dropKeptCopies?.(gone);
       return !this.#stopping && (await this.#session.start());
     }).finally(() => this.#patternSkips.release()); // Said once: stopped meanwhile or failed too.
@@ -303,8 +304,8 @@ export class JobRunner {
     this.#log.info(
       `${verb} {path} for job {job} ({method} to {target})${how ? " with {how}" : ""}`,
       {
-        path: job.watch_path,
-        method: job.transfer_method,
+        path: this.job.watch_path,
+        method: this.job.transfer_method,
         target: this.#transport.describeTarget(""),
         ...(how ? { how: how.summary } : {}),
       },
@@ -428,7 +429,7 @@ export class JobRunner {
       const sending: Promise<void> = this.#sender.send(batch).catch(() => null).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;
-        this.#pause.ended(probe, arrived, caughtUp);
+        if (!this.#stopping) this.#pause.ended(probe, arrived, caughtUp); // A stop tells nothing.
       }).finally(() => {
         this.#status.state(this.#pause.full);
         this.#batches.delete(sending);

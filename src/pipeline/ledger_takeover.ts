@@ -142,6 +142,8 @@ export interface ResumeContext {
   observe(path: string): void;
   /** Put a file back into motion (the work queue's `resume`), waiting since `since`. */
   resume(record: Omit<WorkRecord, "phase" | "recheck" | "foundAt">, since: number): void;
+  /** A row taken out (a failed file no longer failing: a reload's patterns leave it out). */
+  dropped?(relPath: string): void;
 }
 
 /**
@@ -169,6 +171,7 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
       const removed = writeIfWritable(() => rows.remove(row.relPath, true));
       if (before) formerLeft &&= removed;
       dropped.push(row.destination);
+      context.dropped?.(row.relPath);
       left[!info?.isFile ? "gone" : before ? "former" : "unmatched"].push(path);
     } else if (sameVersion(versionOf(info), row)) {
       context.resume({

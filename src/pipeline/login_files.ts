@@ -11,6 +11,7 @@ import { jobKeyPlace } from "../config/key_lines.ts";
 import { fileInPlaceOfFolder } from "../config/paths.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
+import { missingSecretFile, othersOwn, ownedByAnother } from "../config/file_mode.ts";
 import { pastedWord, posixWord } from "../shell_words.ts";
 
 /** The keys naming a file a job of each method logs in with, and whether it must be private. */
@@ -55,7 +56,18 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       try {
         info = await Deno.stat(file);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) {
+        if (error instanceof Deno.errors.NotFound && key === "ftp_password_file") {
+          problems.push(
+            `${place}: ${
+              missingSecretFile(
+                "the password",
+                config.file === COMMAND_LINE_CONFIG
+                  ? ", or its variable with --ftp-password-env"
+                  : ", or its variable in ftp_password_env",
+              )
+            }`,
+          );
+        } else if (error instanceof Deno.errors.NotFound) {
           problems.push(`${place}: ${file} does not exist; create it or fix the path`);
         } else if (error instanceof Deno.errors.NotADirectory) {
           // Else the login would fail as if the key were not installed, or the password wrong.
@@ -87,6 +99,15 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       }
       if (asItself && readRefused(file)) {
         problems.push(`${place}: ${unreadable(file, "its mode or owner", secret)}`);
+        continue;
+      }
+      // Its owner could put another key or password there, or read this one (mode 600 or not).
+      if (secret && othersOwn(info.uid, account)) {
+        problems.push(
+          `${place}: refusing ${file}: ${ownedByAnother(info.uid!, account!)}, and its owner ` +
+            `decides ${HOLDS[key]} the daemon logs in with, and can read it; fix it with: ` +
+            `sudo chown ${account} ${posixWord(file)}, or give a file of that account's`,
+        );
         continue;
       }
       const wrongKind = key === "ssh_identity_file"

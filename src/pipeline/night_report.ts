@@ -8,6 +8,7 @@
 import { dirname, join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
+import { makeStateFolder } from "../ledger/state_files.ts";
 import { logger } from "../log/logging.ts";
 
 /** One night folder in a report. */
@@ -77,11 +78,8 @@ export async function writeNightReport(
 ): Promise<string> {
   const report = nightReport(job, table, nights, now);
   const folder = join(dirname(table.ledger.path), "reports");
-  // Private as the rest of state_dir (the reports name the files): a folder an older version made
-  // open to others is made so too.
-  await Deno.mkdir(folder, { recursive: true, mode: 0o700 });
-  const mode = Deno.build.os === "windows" ? null : (await Deno.stat(folder)).mode;
-  if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(folder, mode & 0o700);
+  // Private as the rest of state_dir (the reports name the files), never through a link.
+  await makeStateFolder(folder);
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const partial = join(folder, `${job.name}-${stamp}.json.${crypto.randomUUID()}.tmp`);
   await Deno.writeTextFile(partial, JSON.stringify(report, null, 2) + "\n", {

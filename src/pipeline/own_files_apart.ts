@@ -13,7 +13,7 @@ import { keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { INFO_FILE, LOCK_FILE, PID_FILE } from "../ledger/daemon_lock.ts";
 import { LEDGER_FILE } from "../ledger/ledger_check.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { RealPath } from "./start_checks.ts";
 import { excluding, literalGlob } from "./destinations_apart.ts";

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { linkedFolder } from "../layout/watch_folder_paths.ts";
 import { relative, resolve } from "node:path";
 import { FolderFileSystem } from "../config/file_systems.ts";
 import type { Ledger } from "../ledger/ledger.ts";
@@ -41,6 +42,9 @@ export async function cleanupStep(
   const info = await Deno.lstat(source).catch(() => null);
   // Never a link, never a file that changed after it was sent.
   if (!info?.isFile || !sameVersion(versionOf(info), sent)) return null;
+  // Nor a file reached through a folder swapped for a link since (the lstat follows it), unless
+  // the job follows links.
+  if (job.symlinks !== "follow" && linkedFolder(job.watch_path, source) !== null) return null;
   const moveTo = job.after_transfer === "move"
     ? absolutePath(resolve(job.archive_path), relPath)
     : null;

@@ -128,6 +128,21 @@ export class SpaceGuard {
     }${share} free`;
   }
 
+  /**
+   * Why a file of `bytes` can never fit at the destination (its whole file system is smaller:
+   * the size `statfs` or `df` gives, measured as {@linkcode admit} measures), else `null` (it
+   * is not, or the method cannot tell: ftp).
+   */
+  async neverFits(bytes: number): Promise<string | null> {
+    if (!this.#options.measure) return null;
+    const space = await this.#current(false);
+    if (space === null || space.totalBytes <= 0 || bytes <= space.totalBytes) return null;
+    return `it is ${formatBytes(bytes)} (${bytes} bytes), larger than the whole file system ` +
+      `at ${this.#options.target} (${formatBytes(space.totalBytes)}, ${space.totalBytes} ` +
+      "bytes), so it can never fit there: give the destination a larger file system, or send " +
+      "this file another way; other files go on meanwhile";
+  }
+
   /** Stop looking at the watch folder's disk. */
   close(): void {
     clearInterval(this.#watchTimer);

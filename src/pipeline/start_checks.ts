@@ -19,11 +19,12 @@ import { ignoredJobKeys, retryDelaysAboveMax } from "../config/method_keys.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/state_files.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import { checkUserPrograms } from "./user_programs.ts";
 import { checkLoginFiles, passphraseKeys, unsetPasswordVariables } from "./login_files.ts";
 import { assertCleanupSafe, assertDestinationsApart } from "./destinations_apart.ts";
 import { ownFilesWatched } from "./own_files_apart.ts";
+import { untrustedOwnFiles } from "./own_files_trust.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 import { fileInPlaceOfFolder, otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
@@ -35,7 +36,8 @@ import { tzNotFollowed } from "../config/tz_environment.ts";
  *
  * @param runsAs user id of the account the daemon runs as (the current one unless told)
  * @param forAnotherMachine the config may be meant for another machine (`config validate`):
- *   another OS's paths are warned of, not refused
+ *   another OS's paths are warned of, not refused; given as an OS (`install-service --os`), only
+ *   those that OS does not have
  * @returns the status page's settings (`null` when it is off)
  * @throws {ConfigError} naming every problem, what is wrong and what to do
  */
@@ -43,11 +45,12 @@ export async function checkBeforeStart(
   config: Config,
   runsAs?: number | null,
   warn: (message: string) => void = (message) => logger("daemon").warn("{message}", { message }),
-  forAnotherMachine = false,
+  forAnotherMachine: boolean | typeof Deno.build.os = false,
 ): Promise<ListenSettings | null> {
   if (forAnotherMachine) {
-    for (const problem of otherOsPaths(config)) {
-      warn(`${problem}; \`run\` refuses it on this machine`);
+    const os = forAnotherMachine === true ? undefined : forAnotherMachine;
+    for (const problem of otherOsPaths(config, os)) {
+      warn(os ? problem : `${problem}; \`run\` refuses it on this machine`);
     }
   } else {
     assertThisMachinePaths(config);
@@ -96,7 +99,8 @@ export async function checkBeforeStart(
   await check(() => assertCleanupSafe(config, realPathSoFar, (path) => real.ids.get(path) ?? []));
   await check(() => assertDestinationsApart(config, realPathSoFar));
   problems.push(...ownFilesWatched(config, realPathSoFar));
-  const listen = await check(() => listenSettings(config));
+  problems.push(...await untrustedOwnFiles(config, runsAs));
+  const listen = await check(() => listenSettings(config, runsAs));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;
 }
@@ -174,11 +178,11 @@ export function assertThisMachinePaths(config: Config): void {
  * that are another machine's: another OS's (`C:/data` on Linux: a folder `C:` below the current
  * one), or holding a `%NAME%` this environment does not set; each said with its key's line.
  */
-function otherOsPaths(config: Config): string[] {
+function otherOsPaths(config: Config, os?: typeof Deno.build.os): string[] {
   const problems: string[] = [];
   const daemon = config as unknown as Record<string, unknown>;
   for (const key of LOCAL_PATH_KEYS) {
-    const problem = typeof daemon[key] === "string" && elsewhere(daemon[key] as string);
+    const problem = typeof daemon[key] === "string" && elsewhere(daemon[key] as string, os);
     if (problem) problems.push(`${keyPlace(config.file, -1, [key])}: ${key}: ${problem}`);
   }
   for (const [index, job] of config.jobs.entries()) {
@@ -187,16 +191,20 @@ function otherOsPaths(config: Config): string[] {
       ? [...LOCAL_PATH_KEYS, "remote_base_path"]
       : LOCAL_PATH_KEYS;
     for (const key of keys) {
-      const problem = typeof values[key] === "string" && elsewhere(values[key] as string);
+      const problem = typeof values[key] === "string" && elsewhere(values[key] as string, os);
       if (problem) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
     }
   }
   return [...new Set(problems)];
 }
 
-/** Why `path` is another machine's (see {@linkcode otherOsPaths}), or `null`. */
-function elsewhere(path: string): string | null {
-  return otherOsPathProblem(path) ?? unsetVariableProblem(path);
+/**
+ * Why `path` is another machine's (see {@linkcode otherOsPaths}), or `null`; for the OS `os`
+ * where given (a service file made for it here), whose own variables (`%NAME%`) are not known here.
+ */
+function elsewhere(path: string, os?: typeof Deno.build.os): string | null {
+  const variable = os === undefined || os === Deno.build.os ? unsetVariableProblem(path) : null;
+  return otherOsPathProblem(path, os) ?? variable;
 }
 
 /**

@@ -15,7 +15,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
-import { writableByOthers } from "../config/file_mode.ts";
+import { othersOwn, ownedByAnother, writableByOthers } from "../config/file_mode.ts";
 import { posixWord } from "../shell_words.ts";
 import { keyPlace } from "../config/key_lines.ts";
 import { fileInPlaceOfFolder, homeDir } from "../config/paths.ts";
@@ -154,17 +154,17 @@ export async function programProblem(
     return `${program} is ${writable}, and whoever can change it runs commands as the daemon's ` +
       `account; fix it with: chmod go-w ${quoted}`;
   }
-  if (runsAs !== null && info.uid !== null && info.uid !== 0 && info.uid !== runsAs) {
-    return `${program} belongs to user id ${info.uid}, not to root or to the account the daemon ` +
-      `runs as (user id ${runsAs}), and its owner can make the daemon run anything; fix it with: ` +
+  if (othersOwn(info.uid, runsAs)) {
+    return `${ownedByAnother(info.uid!, runsAs!, program)}, and its owner can make the daemon ` +
+      `run anything; fix it with: ` +
       `sudo chown ${runsAs} ${quoted}, or install the program somewhere that belongs to root`;
   }
   // A link on the way that another account owns can be pointed elsewhere by that account.
   for (const { path: named, owner } of await linksOnTheWay(program)) {
-    if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {
-      return `${named} is a link that belongs to user id ${owner}, not to root or to the ` +
-        `account the daemon runs as (user id ${runsAs}), and its owner can point it at another ` +
-        "program; name the program itself, or a link of root's or that account's";
+    if (othersOwn(owner, runsAs)) {
+      return `${ownedByAnother(owner!, runsAs!, `${named} is a link that`)}, and its owner can ` +
+        "point it at another program; name the program itself, or a link of root's or that " +
+        "account's";
     }
   }
   // Every folder on the way to it, as named and as its links lead: any of them could be replaced.
@@ -182,9 +182,9 @@ export async function programProblem(
         `${program}${via}; fix it with: chmod go-w ${posixWord(folder)}`;
     }
     const owner = folderInfo.uid;
-    if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {
-      return `${which} ${folder} belongs to user id ${owner}, not to root or to the account the ` +
-        `daemon runs as (user id ${runsAs}), and its owner can replace ${program}${via}; install ` +
+    if (othersOwn(owner, runsAs)) {
+      return `${ownedByAnother(owner!, runsAs!, `${which} ${folder}`)}, and its owner can ` +
+        `replace ${program}${via}; install ` +
         "the program somewhere that belongs to root or to that account";
     }
   }

@@ -256,7 +256,10 @@ class Connection {
           this.#server.onError(error);
           response = new Response("internal error\n", { status: 500 });
         }
-        const keep = request.keepAlive && !this.#server.stopping();
+        // A refused request (no token, an unknown host) keeps no connection: idle ones of clients
+        // without the token would otherwise hold every place and starve its user.
+        const refused = response.status === 401 || response.status === 403;
+        const keep = request.keepAlive && !refused && !this.#server.stopping();
         await this.#send(response, request.request.method, keep);
         this.responding = false;
         if (!keep) break;

@@ -9,6 +9,7 @@ import { dirname } from "node:path";
 import { jobKeyLine } from "../config/key_lines.ts";
 import { fileInPlaceOfFolder } from "../config/paths.ts";
 import { ConfigError } from "../errors.ts";
+import { missingSecretFile, othersOwn, ownedByAnother } from "../config/file_mode.ts";
 import { posixWord } from "../shell_words.ts";
 
 /** A resolved `status_listen`. */
@@ -31,6 +32,8 @@ export function isLoopback(hostname: string): boolean {
 /**
  * Resolve `status_listen` and `status_token_file`.
  *
+ * @param runsAs user id of the account the daemon runs as (the current one unless told), which
+ *   (or root) must own the token and key files
  * @returns `null` when the status server is off (`""`)
  * @throws {ConfigError} when the port is out of range, the token file cannot
  *   be read or is empty, or a non-loopback address has no token
@@ -43,6 +46,7 @@ export async function listenSettings(
     status_tls_cert?: string | null;
     status_tls_key?: string | null;
   },
+  runsAs?: number | null,
 ): Promise<ListenSettings | null> {
   if (config.status_listen === "") return null;
   const at = config.status_listen.lastIndexOf(":");
@@ -64,6 +68,7 @@ export async function listenSettings(
       "status_token_file",
       file,
       ", and whoever has the token may pause jobs",
+      runsAs,
     );
     token = (await readNamedFile(config.file, "status_token_file", file)).trim();
     if (token.length < 16) {
@@ -86,7 +91,7 @@ export async function listenSettings(
         'or listen on a loopback address such as "127.0.0.1:8765"',
     );
   }
-  return { hostname, port, loopback, token, tls: await tlsFiles(config) };
+  return { hostname, port, loopback, token, tls: await tlsFiles(config, runsAs) };
 }
 
 /** The URL of the status page at `host` (a name, or an address in brackets). */
@@ -100,6 +105,7 @@ export function statusUrl(settings: ListenSettings, host: string): string {
  */
 async function tlsFiles(
   config: { file: string; status_tls_cert?: string | null; status_tls_key?: string | null },
+  runsAs: number | null | undefined,
 ): Promise<{ cert: string; key: string } | null> {
   const certFile = config.status_tls_cert ?? null;
   const keyFile = config.status_tls_key ?? null;
@@ -115,7 +121,7 @@ async function tlsFiles(
         "(or remove both for plain HTTP)",
     );
   }
-  await assertPrivate(config.file, "status_tls_key", keyFile, "");
+  await assertPrivate(config.file, "status_tls_key", keyFile, "", runsAs);
   const read = async (key: string, file: string, kind: RegExp) => {
     const text = await readNamedFile(config.file, key, file);
     if (!kind.test(text)) {
@@ -136,19 +142,33 @@ async function tlsFiles(
 }
 
 /**
- * Refuse a file that others may read or write (not on Windows), naming the
- * config key, what that would allow (`allows`), and the `chmod` that fixes it.
+ * Refuse a file that others may read or write, or that another account than root and `runsAs`
+ * owns (not on Windows), naming the config key, what that would allow (`allows`), and the
+ * `chmod` or `chown` that fixes it.
  */
 async function assertPrivate(
   configFile: string,
   key: string,
   file: string,
   allows: string,
+  runsAs: number | null | undefined,
 ): Promise<void> {
   const info = await Deno.stat(file).catch(() => null);
   // A folder is no such file at all: reading it says so.
   const mode = info?.isFile ? info.mode : null;
-  if (Deno.build.os === "windows" || mode === null || (mode & 0o077) === 0) return;
+  if (Deno.build.os === "windows" || mode === null) return;
+  // Its owner could read it, or put another one there, whatever its mode.
+  const account = runsAs === undefined ? Deno.uid() : runsAs;
+  if (othersOwn(info!.uid, account)) {
+    throw keyError(
+      configFile,
+      key,
+      `refusing ${file}: ${ownedByAnother(info!.uid!, account!)}, and its owner can read ` +
+        `it or put another one there${allows}; fix it with: sudo chown ${account} ` +
+        `${posixWord(file)}, or give a file of that account's`,
+    );
+  }
+  if ((mode & 0o077) === 0) return;
   throw keyError(
     configFile,
     key,
@@ -175,6 +195,9 @@ async function readNamedFile(configFile: string, key: string, file: string): Pro
   try {
     return await Deno.readTextFile(file);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound && key === "status_token_file") {
+      throw keyError(configFile, key, missingSecretFile("the token"), error);
+    }
     if (error instanceof Deno.errors.NotFound) {
       throw keyError(configFile, key, `${file} does not exist; create it or fix the path`, error);
     }

@@ -44,6 +44,27 @@ export function aboveRefusedReason(
 }
 
 /**
+ * Why no file can be sent into the base path `base`, a symbolic link to `target`, which is not
+ * there: no folder is made through the link (`run` and `doctor`, every method). Once files
+ * `arrived` there, as any base folder gone ({@linkcode baseGoneReason}), the link named. `there`:
+ * where `target` is to be made, for a host that is not this one (` there`). In the words
+ * `failureScope` (`errors.ts`) takes for the whole destination failing, never one file's.
+ */
+export function danglingBaseReason(
+  base: string,
+  target: string,
+  arrived: boolean,
+  fromTo?: boolean,
+  there = "",
+): string {
+  const link = `is a symbolic link to ${target}, which does not exist`;
+  return arrived
+    ? `${baseGoneReason(base)} (it ${link})`
+    : `the destination folder ${base} ${link}, and no folder is made through it: make ` +
+      `${target}${there}, or ${otherBase(fromTo)}`;
+}
+
+/**
  * Why nothing is sent into a destination base folder that is gone although
  * files arrived there before (a `retry-later` error of every method): it is
  * not made again, since a share that did not mount would get the copies on

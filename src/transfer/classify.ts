@@ -7,12 +7,14 @@
 import {
   CommandError,
   guardedPathReason,
+  lastLine,
   TransferError,
   type TransferErrorKind,
 } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
 import { otherBase } from "./base_folder.ts";
 import { noCommandsReason } from "./no_commands.ts";
+import { tooLongReason } from "./too_long.ts";
 
 /** Who was being talked to, for the what-to-do text. */
 export interface FailureContext {
@@ -235,6 +237,12 @@ const RULES: Rule[] = [
       `~/.ssh/config alias) and DNS`,
   },
   {
+    // A name past 255 bytes, or a path past PATH_MAX, there: never taken, whatever is retried.
+    test: /File name too long/,
+    kind: "fatal",
+    reason: (c) => tooLongReason(undefined, c.fromTo),
+  },
+  {
     // tar says a write cut short by a full disk without the system's words. The words (the
     // file, the remote path, "No space left on device") add nothing to the action and reason.
     test: /No space left on device|Disk quota exceeded|quota exceeded|Wrote only \d+ of \d+ bytes/i,
@@ -262,12 +270,33 @@ const RULES: Rule[] = [
       `permissions of the destination folder, or ${otherBase(c.fromTo)}`,
   },
   {
+    // Cut once it was made (words of a connection never made are the rule below's).
+    test:
+      /^(?![\s\S]*(?:connect to host|kex_exchange_identification|Connection refused|banner exchange|timed out))[\s\S]*?(?:Connection reset|Broken pipe|lost connection|Connection to \S+ closed by remote host|Software caused connection abort)/i,
+    kind: "retry",
+    reason: (c) =>
+      `the connection to ${c.host} failed: it was cut during a call (the server ended the ` +
+      "session, or the network dropped it); it is tried again (if it keeps happening, the " +
+      "server's sshd log says why)",
+  },
+  {
     test:
       /Connection refused|Connection timed out|timed out|Connection reset|Broken pipe|lost connection|Network is unreachable|No route to host|Connection closed|connection unexpectedly closed|kex_exchange_identification|Connection to \S+ closed|Software caused connection abort|Timeout, server/i,
     kind: "retry",
     reason: (c) => connectionLost(c),
   },
 ];
+
+/**
+ * What tar or cat said of a batch received in one call (`words`), for the copy named `name`: a
+ * name too long for the file system there is the named file's alone; the others go again.
+ */
+export function receivedFor(words: string, name: string): string {
+  if (!/File name too long/.test(words)) return words;
+  if (words.includes(`: ${name}: `) || words.includes(`/${name}: `)) return words;
+  return "another file of its batch has a name too long for the destination's file system; " +
+    "this one is sent again";
+}
 
 /** rsync exit codes that mean the connection, not the files, failed. */
 const RSYNC_NETWORK_CODES = new Set([10, 12, 30, 35]);
@@ -334,11 +363,6 @@ export class ExplainedFailure extends Error {
     super(reason, options);
     this.kind = kind;
   }
-}
-
-/** The last non-empty line of `text`, for context in messages. */
-export function lastLine(text: string): string {
-  return text.split("\n").map((line) => line.trim()).filter((line) => line !== "").at(-1) ?? "";
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   openSource,
   type SourceInfo,
   sourceUnreadable,
+  unchangedSince,
 } from "./source.ts";
 import type { TransferItem, TransferOutcome } from "./transport.ts";
 
@@ -145,7 +146,11 @@ export function live<D extends Delivery>(deliveries: D[]): D[] {
 export function checkSource(delivery: Delivery): void {
   if (delivery.error) return;
   try {
-    delivery.source = inspectSource(delivery.item);
+    const now = inspectSource(delivery.item);
+    // Checked before the upload too: nothing written to it in between.
+    delivery.source = delivery.source === null
+      ? now
+      : unchangedSince(delivery.item, delivery.source, now);
   } catch (error) {
     delivery.error = error instanceof TransferError
       ? error

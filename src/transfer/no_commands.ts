@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CommandRun } from "../errors.ts";
+import { type CommandRun, lastLine } from "../errors.ts";
 import type { FailureContext } from "./classify.ts";
 
 /**
@@ -27,7 +27,7 @@ export function noCommandsReason(
 ): string | null {
   if (run.code === null || run.code === 0 || run.code === 255 || run.timedOut) return null;
   const text = `${run.stdout ?? ""}\n${run.stderr}`;
-  const said = text.match(NO_COMMANDS)?.[0] ?? (ranTrue ? lastLine(text) : undefined);
+  const said = text.match(NO_COMMANDS)?.[0] ?? (ranTrue ? lastLine(text, { cap: 200 }) : undefined);
   if (said === undefined) return null;
   return `logged in to ${c.destination}, but the account runs no commands (an sftp-only ` +
     `account, or a login shell like nologin)${said ? `; the server said: "${said}"` : ""}: ` +
@@ -35,10 +35,4 @@ export function noCommandsReason(
     "checking and renaming the copies, and rsync's own end): ask the server's admin for a login " +
     "shell such as /bin/sh or /bin/bash for that account (and no ForceCommand internal-sftp " +
     `for it), or give ${c.fromTo ? "the user in --to" : "remote_user"} an account that has one`;
-}
-
-/** The last non-empty line of `text` (at most 200 characters). */
-function lastLine(text: string): string {
-  const lines = text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
-  return (lines.at(-1) ?? "").slice(0, 200);
 }

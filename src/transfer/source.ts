@@ -29,6 +29,7 @@ import {
 } from "node:fs";
 import { promisify } from "node:util";
 import { TransferError } from "../errors.ts";
+import { linkedFolder } from "../layout/watch_folder_paths.ts";
 import type { TransferItem } from "./transport.ts";
 import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
@@ -40,10 +41,21 @@ export interface SourceInfo {
   atimeMs: number;
   /** Permission bits (`0o777` at most). */
   permissions: number;
+  /**
+   * When the file's data or metadata last changed (`ctime`), which no program can set: a write in
+   * place that keeps the size and sets the mtime back (`touch -r`) still moves it. The runtime
+   * gives it to the second, so a write in the second the file was opened goes unseen.
+   */
+  ctimeMs: number;
+  /** Names the file has (0: removed from its folder, its bytes still read through the open file). */
+  names: number;
 }
 
 /** What opening and checking a source needs of its item. */
-export type SourceRef = Pick<TransferItem, "source" | "followLink" | "size" | "mtimeMs">;
+export type SourceRef = Pick<
+  TransferItem,
+  "source" | "followLink" | "size" | "mtimeMs" | "watchFolder"
+>;
 
 /** An open source file; close it with {@linkcode closeSource}. */
 export interface OpenSource {
@@ -83,11 +95,40 @@ export function openSource(item: SourceRef): OpenSource {
     if (!opened.isFile()) throw notRegular(item);
     // Another file (or a link) took the name between the lstat and the open.
     if (opened.ino !== path.ino || opened.dev !== path.dev) throw replaced(item);
+    if (item.watchFolder !== undefined) reachedWithoutLinks(item, item.watchFolder, opened);
     return { fd, info: infoOf(opened) };
   } catch (error) {
     closeSync(fd);
     throw error;
   }
+}
+
+/**
+ * The `lstat` and the open above follow links in every folder of the path: a folder swapped for a
+ * link to another place once the file was found (by someone who may write in the watch folder)
+ * would have them read a file from there. So, once the file is open, no folder between the watch
+ * folder and the file may be a link, and the name must still lead to the file opened (a link
+ * swapped in for the open and out again before this look leads elsewhere).
+ *
+ * @throws {TransferError} `fatal` for a folder that is a link; `retry` for a name that now
+ *   leads to another file
+ */
+function reachedWithoutLinks(item: SourceRef, watchFolder: string, opened: Stats): void {
+  const linked = linkedFolder(watchFolder, item.source);
+  if (linked !== null) {
+    throw new TransferError(
+      `Cannot send ${item.source}: it is inside ${linked}, a symbolic link to a folder, which ` +
+        "is not followed",
+      "fatal",
+    );
+  }
+  let now: Stats;
+  try {
+    now = item.followLink ? statSync(item.source) : lstatSync(item.source);
+  } catch {
+    throw replaced(item);
+  }
+  if (now.ino !== opened.ino || now.dev !== opened.dev) throw replaced(item);
 }
 
 /** Close a source opened with {@linkcode openSource}. */
@@ -117,7 +158,30 @@ export function inspectSource(item: TransferItem): SourceInfo {
  * @throws {TransferError} `retry` when the source changed since it was judged complete
  */
 export function inspectOpenSource(item: SourceRef, source: OpenSource): SourceInfo {
-  return unchanged(item, infoOf(fstatSync(source.fd)));
+  return unchangedSince(item, source.info, infoOf(fstatSync(source.fd)));
+}
+
+/**
+ * `now`, when it is still the version recorded in `item` and nothing was written to the file
+ * since `before` was looked at (its `ctime` did not move, unless the file was removed): a file
+ * rewritten in place while it was read, its size kept and its mtime set back, would otherwise pass
+ * as the version judged complete.
+ *
+ * @throws {TransferError} `retry` when the source changed since it was judged complete, or since
+ *   `before`
+ */
+export function unchangedSince(item: SourceRef, before: SourceInfo, now: SourceInfo): SourceInfo {
+  unchanged(item, now);
+  // Removed while it was read (which moves the change time too): no one can write it by its name
+  // any more, and what was read is the version judged complete.
+  if (now.ctimeMs !== before.ctimeMs && now.names > 0) {
+    throw new TransferError(
+      `Cannot send ${item.source}: source changed during transfer (written to or its ` +
+        "attributes changed while it was read, its size and mtime kept)",
+      "retry",
+    );
+  }
+  return now;
 }
 
 /**
@@ -151,6 +215,8 @@ function infoOf(opened: Stats): SourceInfo {
     mtimeMs: opened.mtimeMs,
     atimeMs: opened.atimeMs,
     permissions: opened.mode & 0o777,
+    ctimeMs: opened.ctimeMs,
+    names: opened.nlink,
   };
 }
 

@@ -37,6 +37,12 @@ export interface TransferItem {
    */
   followLink?: boolean;
   /**
+   * The watch folder `source` is in, where no folder between it and the file may be a symbolic
+   * link (the `symlinks` policies `skip` and `inside`): one that took a folder's place after the
+   * file was found is not read through (see `openSource` in `source.ts`).
+   */
+  watchFolder?: string;
+  /**
    * The final name may hold a file that is not a copy of this source (the
    * ledger gives it no copy there): never replaced. One with the same bytes
    * counts as arrived (`occupied: "same"`); another fails the item, nothing
@@ -118,7 +124,9 @@ export interface ProbeCheck {
  *   destination allows it).
  * - After the upload and before the copy is verified and renamed, the source
  *   is checked again (`checkSource` in `deliver.ts`); a source that changed
- *   fails that item with a retryable error and the final name is not touched.
+ *   (its size, its mtime, or its change time since the check before: a write
+ *   in place with the mtime set back) fails that item with a retryable error
+ *   and the final name is not touched.
  * - An existing file under the final name is replaced (a re-sent file is newer),
  *   unless the item says `noReplace`: then it is never replaced, and the
  *   outcome says `occupied` (over SSH told by the finishing call itself).
@@ -136,6 +144,12 @@ export interface Transport {
   readonly maxBatchBytes?: number;
   /** Most `send` calls at once, when fewer than the job's `max_concurrent_transfers`. */
   readonly maxBatchesAtOnce?: number;
+  /**
+   * How long the longest call of a batch of `items` may take, where longer than
+   * `transfer_timeout_seconds` (scp gives a file whose upload timed out longer): the batch's
+   * deadline follows it.
+   */
+  longestCallMs?(items: TransferItem[]): number;
   /** Deliver `items`; see the interface contract. */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]>;
   /**

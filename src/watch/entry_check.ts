@@ -7,12 +7,9 @@
  * Only `lstat`, `stat`, `readlink` and `realpath` are used: nothing here
  * opens the entry, so nothing here can block on it.
  *
- * Paths relative to a watch folder, the form patterns, the ledger and the
- * destination use.
- *
  * @module
  */
-import { join, posix } from "node:path";
+import { linkedFolder, relativeTo } from "../layout/watch_folder_paths.ts";
 import type { Skip } from "./file_filter.ts";
 import { isGoneError } from "./file_version.ts";
 
@@ -75,7 +72,7 @@ export function classifyEntry(path: string, job: EntryJob, hint?: EntryHint): En
     return missing(path, error);
   }
   if (!hint && policy !== "follow") {
-    const viaLink = linkedParent(path, job.watch_path);
+    const viaLink = linkedFolder(job.watch_path, path);
     if (viaLink !== null) {
       return {
         ok: false,
@@ -201,42 +198,6 @@ function classifyLink(path: string, root: string, policy: SymlinkPolicy): EntryV
     }
   }
   return { ok: true, source: real, linkTarget: target };
-}
-
-/**
- * The first folder between the watch folder and `path` that is a symbolic
- * link (relative path), or `null`. One lstat per folder level.
- */
-function linkedParent(path: string, root: string): string | null {
-  const rel = relativeTo(root, path);
-  if (rel === null) return null;
-  const parts = rel.split("/");
-  let dir = root;
-  for (let i = 0; i < parts.length - 1; i++) {
-    dir = join(dir, parts[i]);
-    try {
-      if (Deno.lstatSync(dir).isSymlink) return parts.slice(0, i + 1).join("/");
-    } catch {
-      return null;
-    }
-  }
-  return null;
-}
-
-/**
- * The path of `path` relative to `root` with `/` separators, or `null` if outside it.
- * Both are normalised first (`//`, `.`), as joined and watcher paths are. A
- * backslash is a separator only on Windows; elsewhere it is part of a file name.
- */
-export function relativeTo(root: string, path: string): string | null {
-  const normalize = (p: string) =>
-    posix.normalize(Deno.build.os === "windows" ? p.replaceAll("\\", "/") : p)
-      .replace(/\/+$/, "");
-  const normRoot = normalize(root);
-  const normPath = normalize(path);
-  if (normPath === normRoot) return "";
-  if (!normPath.startsWith(normRoot + "/")) return null;
-  return normPath.slice(normRoot.length + 1);
 }
 
 /**

@@ -9,7 +9,12 @@
  * inotify watch was left, or the watcher got stuck on something it cannot
  * release (a device whose open blocks). Before each rescan it tries to watch
  * again, unless the watcher got stuck (its thread may never come back), and
- * once that works the rescans stop. The failure is said once, at ERROR.
+ * once that works the rescans stop. The failure is said once, at ERROR. The
+ * runtime watches the whole tree or nothing: one folder inside that the
+ * daemon's account cannot read fails it all; such folders are named, with what
+ * to do, and looked at every few seconds, so that once they can be read the
+ * folder is watched again at once. While the rescans last, the session tells
+ * its mode as `rescans` (status, API, the start line).
  *
  * Gathering the watcher's events: only the latest kind per path is kept (and
  * whether the path appeared), and everything gathered is handed over a few
@@ -21,7 +26,8 @@
 import { isAbsolute, join } from "node:path";
 import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
-import { logger } from "../log/logging.ts";
+import type { WatchHow } from "./fs_type.ts";
+import { logger, quoteIfUnsafe } from "../log/logging.ts";
 
 export type { WatchEvent };
 
@@ -161,6 +167,26 @@ export class FolderWatcher {
 /** Time between the rescans (each also tries to watch again). */
 export const FALLBACK_RESCAN_MS = 60_000;
 
+/** How often the folders a failed watch named as unreadable are looked at (see `failed`). */
+export const READABLE_CHECK_MS = 2000;
+
+/**
+ * The folders a failed watch could not read, from the runtime's error
+ * (`Permission denied (os error 13) about ["/w/locked"]`); `[]` when it names none, or when
+ * the failure is not a permission one.
+ */
+export function unreadableFolders(error: string): string[] {
+  if (!/os error 13\b|Permission denied/i.test(error)) return [];
+  const about = /about (\[.*\])\s*$/s.exec(error);
+  if (about === null) return [];
+  try {
+    const paths: unknown = JSON.parse(about[1]);
+    return Array.isArray(paths) ? paths.filter((p): p is string => typeof p === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Options of {@linkcode FallbackRescans}. */
 export interface FallbackRescansOptions {
   /** Job name and watch folder, for the log lines. */
@@ -177,47 +203,120 @@ export class FallbackRescans {
   #options: FallbackRescansOptions;
   #log = logger("watch");
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Looks at the unreadable folders the failure named, to watch again once they can be read. */
+  #readableTimer: ReturnType<typeof setInterval> | undefined;
   /** Whether the rescans also try to watch again (not after a stuck watcher). */
   #watchAgain = false;
+  /** Why the folder is rescanned instead of watched, while it is; else `null`. */
+  #reason: string | null = null;
+  /** The folders inside the daemon's account cannot read, named by the latest failure. */
+  #unreadable: string[] = [];
+  #ticking = false;
 
   constructor(options: FallbackRescansOptions) {
     this.#options = options;
   }
 
+  /** Why the folder is rescanned every minute instead of watched (in words), or `null`. */
+  get reason(): string | null {
+    return this.#reason;
+  }
+
+  /**
+   * `how` as it is now: mode `rescans` while watching failed and the folder is rescanned every
+   * minute instead (unless it is polled anyway).
+   */
+  how(how: WatchHow | undefined): WatchHow | undefined {
+    const why = this.#reason;
+    if (how === undefined || why === null || how.mode === "poll") return how;
+    const every = how.pollIntervalSeconds;
+    const polls = every === null ? "" : `, a poll every ${every} s`;
+    const summary = `a rescan every minute${polls}, no file events (${why}; ${how.fileSystem})`;
+    return { ...how, mode: "rescans", summary };
+  }
+
   /**
    * Watching failed (`stuck`: the watcher hangs). The first failure is
    * logged and starts the rescans; those of the tries to watch again are not.
+   * A folder inside that the daemon's account cannot read (the runtime watches
+   * the whole tree or nothing) is named, with what to do; it is looked at every
+   * {@linkcode READABLE_CHECK_MS}, and once it can be read the folder is watched
+   * again at once.
    */
   failed(error: string, stuck: boolean): void {
     const { job, root } = this.#options;
     if (stuck) this.#watchAgain = false;
+    const unreadable = stuck ? [] : unreadableFolders(error);
+    const folders = unreadable.map(quoteIfUnsafe).join(", ");
+    this.#unreadable = unreadable;
+    this.#reason = unreadable.length > 0
+      ? `the daemon's account cannot read ${folders}`
+      : `no watch: ${error}`;
     if (this.#timer !== undefined) {
       this.#log.debug("Watching {path} still fails: {error}", { job, path: root, error });
       return;
     }
-    this.#log.error(
-      stuck
-        ? "Watching {path} failed: {error}; rescanning every minute instead"
-        : "Watching {path} failed: {error}; rescanning every minute instead, and trying to watch it again each time",
-      { job, path: root, error },
-    );
+    if (unreadable.length > 0) {
+      this.#log.error(
+        "Watching {path} failed: {error}: the daemon's account cannot read {folders}, and one " +
+          "such folder stops file events for the whole watch folder; rescanning every minute " +
+          "instead (new files wait up to a minute). Give the daemon's account read and search " +
+          "access to it (r-x: chmod, or a group it is in) or remove it; then the folder is " +
+          "watched again at once",
+        { job, path: root, error, folders, unreadable },
+      );
+    } else {
+      this.#log.error(
+        stuck
+          ? "Watching {path} failed: {error}; rescanning every minute instead"
+          : "Watching {path} failed: {error}; rescanning every minute instead, and trying to watch it again each time",
+        { job, path: root, error },
+      );
+    }
     this.#watchAgain = !stuck;
     this.#timer = setInterval(() => void this.#tick(), FALLBACK_RESCAN_MS);
+    this.#readableTimer = setInterval(() => {
+      const named = this.#unreadable;
+      if (this.#watchAgain && named.length > 0 && named.every(canRead)) void this.#tick();
+    }, READABLE_CHECK_MS);
   }
 
   /** Stop the rescans. */
   close(): void {
     clearInterval(this.#timer);
+    clearInterval(this.#readableTimer);
     this.#timer = undefined;
+    this.#readableTimer = undefined;
+    this.#reason = null;
+    this.#unreadable = [];
   }
 
   async #tick(): Promise<void> {
-    const { job, root } = this.#options;
-    if (this.#watchAgain && await this.#options.watchAgain()) {
-      this.close();
-      this.#log.info("Watching {path} again; the rescans every minute stop", { job, path: root });
+    if (this.#ticking) return;
+    this.#ticking = true;
+    try {
+      const { job, root } = this.#options;
+      if (this.#watchAgain && await this.#options.watchAgain()) {
+        this.close();
+        this.#log.info("Watching {path} again; the rescans every minute stop", {
+          job,
+          path: root,
+        });
+      }
+      await this.#options.rescan();
+    } finally {
+      this.#ticking = false;
     }
-    await this.#options.rescan();
+  }
+}
+
+/** Whether the folder at `path` can be listed now (or is gone: nothing to wait for). */
+function canRead(path: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(path)) break;
+    return true;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
   }
 }
 

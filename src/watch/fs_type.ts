@@ -274,8 +274,11 @@ export type WatchModeSetting = "auto" | "events" | "poll";
 
 /** How one watch folder is watched. */
 export interface WatchHow {
-  /** `events`, `poll`, or `events+poll` (events, and polls for what they miss). */
-  mode: "events" | "poll" | "events+poll";
+  /**
+   * `events`, `poll`, or `events+poll` (events, and polls for what they miss); `rescans` while
+   * file events were chosen but watching failed (a rescan every minute: see `folder_watcher.ts`).
+   */
+  mode: "events" | "poll" | "events+poll" | "rescans";
   /** The file system's name (`ext4`, `nfs4`, `fuse.sshfs`, `unknown`...). */
   fileSystem: string;
   /** Whether that file system's events miss changes made elsewhere. */

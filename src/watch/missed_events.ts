@@ -24,6 +24,7 @@ import { logger, quoteIfUnsafe } from "../log/logging.ts";
 import type { FileFilter, Skip } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
+import { birthOf, NewFolders, writtenAsCreated } from "./new_folders.ts";
 
 /** Quiet time after the last event before the folders that had events are read again. */
 export const SAFETY_QUIET_MS = 1000;
@@ -104,6 +105,15 @@ export interface DirtyScanResult {
   fresh: string[];
   /** Folders without events but with new files written a while ago: their watch may be missing. */
   unwatched: string[];
+  /**
+   * New files (relative paths) no event told of, in folders made during the burst and written as
+   * each was made (see `writtenAsCreated`), by folder: maybe written before the watch covered
+   * their folder, as is normal for a folder made and written into at once; not counted above.
+   * Whether the folder's watch is in place is for `NewFolders` to tell.
+   */
+  newFolders?: Map<string, string[]>;
+  /** The folders (relative) of the files counted in `overdue` and `fresh`. */
+  missedIn?: string[];
 }
 
 /** A folder a re-read leaves alone: read on its own, or unchanged since the burst (not logged). */
@@ -129,7 +139,14 @@ export async function scanDirtyFolders(
   },
 ): Promise<DirtyScanResult> {
   const { root, filter, onFound, onError } = options;
-  const result: DirtyScanResult = { found: 0, overdue: 0, fresh: [], unwatched: [] };
+  const result: DirtyScanResult = {
+    found: 0,
+    overdue: 0,
+    fresh: [],
+    unwatched: [],
+    newFolders: new Map(),
+    missedIn: [],
+  };
   const silentBefore = Date.now() - EVENT_LATENCY_MS;
   const forgottenUntil = options.forgottenUntil?.() ?? -Infinity;
   for (const [startRel, firstEventAt] of dirty) {
@@ -147,14 +164,23 @@ export async function scanDirtyFolders(
       result.found += found.length;
       // On a busy machine a fresh file's event may still be on its way.
       let late = 0;
+      const missedBefore = result.overdue + result.fresh.length;
+      const folder = parentOf(batch[0].relPath); // A batch is one folder's files.
+      // The watch folder itself is watched from the start: never a new folder.
+      const bornMs = found.length > 0 && folder !== "" ? birthOf(absolutePath(root, folder)) : null;
       for (const file of found) {
         const mtimeMs = mtimeOf(file.path);
         if (mtimeMs <= forgottenUntil) continue; // Known before the ledger was rebuilt: no sign.
-        if (mtimeMs < silentBefore) late++;
+        if (writtenAsCreated(mtimeMs, bornMs, since, EVENT_LATENCY_MS)) {
+          const files = result.newFolders!.get(folder);
+          if (files) files.push(file.relPath);
+          else result.newFolders!.set(folder, [file.relPath]);
+        } else if (mtimeMs < silentBefore) late++;
         else result.fresh.push(file.relPath);
       }
+      const missed = result.overdue + late + result.fresh.length > missedBefore;
+      if (missed && !result.missedIn!.includes(folder)) result.missedIn!.push(folder);
       result.overdue += late;
-      const folder = parentOf(batch[0].relPath);
       if (!dirty.has(folder) && !result.unwatched.includes(folder) && late > 0) {
         result.unwatched.push(folder);
       }
@@ -273,12 +299,22 @@ export class LostEvents {
   #closed = false;
   /** A loss was found: events queued ahead of it may still be handled (see the module doc). */
   #lossUnsettled = false;
+  #newFolders: NewFolders;
 
   constructor(options: LostEventsOptions) {
     this.#options = options;
     this.#missed = new MissedFiles(options.job, options.root, undefined, () => {
       this.#lossUnsettled = true;
       options.onLost?.(performance.now());
+    });
+    this.#newFolders = new NewFolders({
+      ...options,
+      latencyMs: EVENT_LATENCY_MS,
+      skip: () => this.#closed || options.skip(),
+      onSilent: (folders, count) => {
+        this.#missed.found({ found: count, overdue: count, fresh: [], unwatched: [] }, folders);
+        options.onUnwatched(folders.map((rel) => absolutePath(options.root, rel)));
+      },
     });
   }
 
@@ -287,9 +323,17 @@ export class LostEvents {
     if (!this.#closed) this.#dirty.mark(folderRels);
   }
 
-  /** An event told of the file `rel` (relative). */
-  heard(rel: string): void {
+  /**
+   * An event told of `rel` (relative): its folder is watched; and so is `rel`, where it
+   * `appeared` as a folder of the job's (made or moved in).
+   */
+  heard(rel: string, appeared = false): void {
     this.#missed.heard(rel);
+    this.#newFolders.told(parentOf(rel));
+    const { filter } = this.#options;
+    if (appeared && !filter.includesFile(rel) && filter.includesDir(rel)) {
+      this.#newFolders.told(rel);
+    }
   }
 
   /** Stop the timers; no read starts any more. */
@@ -297,6 +341,7 @@ export class LostEvents {
     this.#closed = true;
     this.#dirty.close();
     this.#missed.close();
+    this.#newFolders.close();
   }
 
   /** Read the folders with events again (`quiet`: the watcher was quiet for a moment first). */
@@ -314,7 +359,8 @@ export class LostEvents {
         this.#lossUnsettled = false;
         this.#options.onLost?.(startedMs);
       }
-      this.#missed.found(result, [...dirty.keys()]);
+      this.#missed.found(result, result.missedIn ?? [...dirty.keys()]);
+      if (result.newFolders) this.#newFolders.settle(result.newFolders, dirty);
       if (result.unwatched.length === 0) return;
       this.#options.onUnwatched(
         result.unwatched.map((rel) => absolutePath(this.#options.root, rel)),

@@ -8,8 +8,10 @@
  * @module
  */
 import { join } from "node:path";
-import { hasUndecodableBytes, relativeTo } from "./entry_check.ts";
+import { hasUndecodableBytes } from "./entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import type { FileFilter, Skip } from "./file_filter.ts";
+import { bytesOf, isNameTooLong, PATH_MAX_BYTES } from "../config/path_limits.ts";
 
 /** A file found in the watch folder. */
 export interface FoundFile {
@@ -72,7 +74,10 @@ export async function* scanFolderBatches(
     const listing = lister.list(rel);
     return { found: { rel, mtimeMs, listing }, enter: listing.folders };
   }, (rel, error) => {
-    options.onError?.(absoluteOf(root, rel), error);
+    const path = absoluteOf(root, rel);
+    // A folder below the root too long to read is said once, as an entry not sent (an ERROR).
+    if (!isNameTooLong(error)) options.onError?.(path, error);
+    else if (rel === "") options.onError?.(path, new Error(pathTooLong(path), { cause: error }));
     if (rel !== "") lister.unreadable(rel, error);
   });
   for (const { rel, mtimeMs, listing } of folders) {
@@ -180,11 +185,14 @@ export class FolderLister {
   unreadable(rel: string, error: unknown): void {
     if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
     const why = error instanceof Error ? error.message : String(error);
-    this.#skipped(rel, absoluteOf(this.#root, rel), {
+    const path = absoluteOf(this.#root, rel);
+    this.#skipped(rel, path, {
       code: "unreadable",
       level: "error",
-      reason: `the folder cannot be read (${why}): the files in it cannot be seen; give the ` +
-        "account the daemon runs as read and search access to it",
+      reason: isNameTooLong(error)
+        ? pathTooLong(path)
+        : `the folder cannot be read (${why}): the files in it cannot be seen; give the ` +
+          "account the daemon runs as read and search access to it",
     }, true);
   }
 
@@ -192,6 +200,16 @@ export class FolderLister {
     this.#filter.report(relPath, skip);
     if (skip.level !== "none") this.#options.onSkipped?.({ path, relPath, skip, folder });
   }
+}
+
+/**
+ * Why the folder `path` cannot be read, its path being longer than the system takes (a tree made
+ * deeper than PATH_MAX, one folder at a time), and what to do: permissions are not the cause.
+ */
+export function pathTooLong(path: string): string {
+  return `its path is too long for the system (${bytesOf(path)} bytes, where a path may have ` +
+    `${PATH_MAX_BYTES} at most), so the files in it cannot be seen: move them to a folder ` +
+    "with a shorter path, or shorten the names of the folders on the way";
 }
 
 function absoluteOf(root: string, rel: string): string {

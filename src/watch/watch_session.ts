@@ -1,11 +1,10 @@
 /**
  * The watch session of one job: waits for the watch folder to exist, watches it (from a worker
- * thread), gathers events, watches it again when it is removed and created again, and scans it:
- * at start, folders that appear, and every `rescan_interval_seconds` (every minute while it cannot
- * be watched: see `folder_watcher.ts`). Where events cannot be trusted (a network or FUSE file
- * system, or `watch_mode: poll`: see `fs_type.ts`) it also polls the folder (see `poll_loop.ts`);
- * what a poll finds goes the way of an event. It reports files (and names of files removed or
- * moved away); what becomes of them is the pipeline's business.
+ * thread), gathers events, watches it again when it is removed, created again or mounted over,
+ * and scans it: at start, folders that appear, every `rescan_interval_seconds` (every minute while
+ * it cannot be watched: `folder_watcher.ts`). Where events cannot be trusted (a network or FUSE
+ * file system, `watch_mode: poll`: `fs_type.ts`) it also polls (`poll_loop.ts`). It reports files
+ * and names gone; what becomes of them is the pipeline's business.
  *
  * @module
  */
@@ -25,12 +24,12 @@ import { waitForFolder } from "./folder_wait.ts";
 import { folderWords, LostEvents, type LostEventsOptions, parentOf } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
-import { relativeTo } from "./entry_check.ts";
+import { relativeTo } from "../layout/watch_folder_paths.ts";
 import { MountWatch, type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 import type { FolderFileSystem } from "../config/file_systems.ts";
 
 /** The lines when the watch folder's file system changed (a mount), and when it disappeared. */
-const MOUNTED = "Watch folder {path} is on another file system now ({type}; it was on {was}): " +
+const MOUNTED = "Watch folder {path} is on another file system now ({types}): " +
   "something was mounted there, or unmounted; watching it again";
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 const UNREADABLE = "Cannot read folder {path}: {error}";
@@ -180,9 +179,9 @@ export class WatchSession {
     this.#lost.close();
   }
 
-  /** How the folder is watched (`undefined` until it exists, and with `once`). */
+  /** How the folder is watched (`undefined` until it exists, and with `once`): see `FallbackRescans.how`. */
   get how(): WatchHow | undefined {
-    return this.#how;
+    return this.#fallback.how(this.#how);
   }
 
   /** Why the watch folder cannot be read now (missing, gone away, or hangs), or `null`. */
@@ -196,7 +195,7 @@ export class WatchSession {
   }
 
   /** Decide how to watch the folder (it exists), and set up the polls if it is polled. */
-  #decide(): void {
+  #decide(): WatchHow {
     const { root, job, filter } = this.#options;
     const intervalMs = this.#options.pollIntervalMs ?? 2000;
     this.#how = watchHow(root, this.#options.watchMode ?? "auto", intervalMs / 1000);
@@ -205,7 +204,7 @@ export class WatchSession {
     } catch {
       this.#dev = null;
     }
-    if (this.#how.mode === "events") return;
+    if (this.#how.mode === "events") return this.#how;
     this.#polls = new PollLoop({
       job,
       root,
@@ -222,6 +221,7 @@ export class WatchSession {
       onError: this.#onScanError,
       onAvailability: this.#options.onAvailability,
     });
+    return this.#how;
   }
 
   /**
@@ -234,9 +234,9 @@ export class WatchSession {
     const { job, root } = this.#options;
     this.#mounts = new MountWatch(root, this.#dev, async () => {
       if (this.#closed) return;
-      const was = this.#how?.fileSystem;
-      this.#decide();
-      this.#log.info(MOUNTED, { job, path: root, type: this.#how?.fileSystem, was });
+      const was = this.#how?.fileSystem, type = this.#decide().fileSystem;
+      const types = type === was ? `of the same type, ${type}` : `${type}; it was on ${was}`;
+      this.#log.info(MOUNTED, { job, path: root, type, was, types });
       await this.#watchAgain();
       await this.scan("", this.#polls?.learnFromScan()).catch((e) => this.#onScanError(root, e));
       this.#polls?.start();
@@ -431,7 +431,7 @@ export class WatchSession {
       }
       if (kind === "remove") continue;
       folders.add(parentOf(rel));
-      this.#lost.heard(rel);
+      this.#lost.heard(rel, appeared);
       if (included) {
         // Told in order: what follows a close is judged against the closed file.
         if (closedFirst) this.#options.onActivity(path, rel, "closed");

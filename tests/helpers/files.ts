@@ -214,3 +214,42 @@ export async function writeConfig(path: string, fields: Record<string, unknown>)
   );
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }
+
+/** Run `fn` with a fresh temporary folder, removed (with what it holds) afterwards. */
+export async function withTempDir<T>(
+  fn: (dir: string) => Promise<T>,
+  prefix = "itx-test-",
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Make below `root` 25 nested folders of 200-byte names, a path past PATH_MAX (only steps made
+ * relative to the folder before can make it), and write `file` in the deepest; its path. Remove
+ * `root` with {@linkcode removeDeepTree}.
+ */
+export async function treePastPathMax(root: string, file: string): Promise<string> {
+  const names = Array.from({ length: 25 }, (_, i) => `${i}`.padStart(200, "0"));
+  // Made by a process of its own: a change of folder here would move every test running beside
+  // this one (test files run in one process), whose programs would start in this tree.
+  const steps = "const [file, ...names] = Deno.args; " +
+    "for (const name of names) { Deno.mkdirSync(name); Deno.chdir(name); } " +
+    "Deno.writeTextFileSync(file, file);";
+  const made = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", steps, file, ...names],
+    cwd: root,
+    stderr: "piped",
+  }).output();
+  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
+  return join(root, ...names);
+}
+
+/** Remove `root` and a tree deeper than a path may be (`rm -rf` goes from inside out). */
+export async function removeDeepTree(root: string): Promise<void> {
+  await new Deno.Command("rm", { args: ["-rf", root] }).output();
+}

@@ -13,6 +13,7 @@ import { readFileSync, statSync } from "node:fs";
 import type { Client } from "basic-ftp";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
+import { missingSecretFile } from "../../config/file_mode.ts";
 import { posixWord } from "../../shell_words.ts";
 import { refuseNonFtpGreeting } from "./greeting.ts";
 import { boundHandshake, boundWaits, type FtpWaits, ftpWaits, silenceOf } from "./no_answer.ts";
@@ -108,6 +109,12 @@ export function ftpPassword(job: FtpJob): string {
       return readWithoutBom(path).split(/\r?\n/)[0];
     } catch (error) {
       if (error instanceof TransferError) throw error;
+      if ((error as { code?: unknown }).code === "ENOENT") {
+        throw new TransferError(
+          `FTP password: ${file}: ${missingSecretFile("the password")}`,
+          "fatal",
+        );
+      }
       const reason = error instanceof Error ? error.message : String(error);
       throw new TransferError(
         `FTP password: cannot read ${file} ${path}: ${reason}`,

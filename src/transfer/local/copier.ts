@@ -189,10 +189,10 @@ export class LocalCopier {
       const copies: PutOrder[] = deliveries.map((delivery) => {
         const key = this.#nextKey++;
         byKey.set(key, delivery);
-        const { source, followLink, size, mtimeMs } = delivery.item;
+        const { source, followLink, size, mtimeMs, watchFolder } = delivery.item;
         return {
           key,
-          item: { source, followLink, size, mtimeMs },
+          item: { source, followLink, size, mtimeMs, watchFolder },
           tempPath: delivery.tempPath,
           hashIt: settings.verify === "checksum",
           verifySize: settings.verify !== "none",

@@ -7,14 +7,17 @@
  * job until it takes files again, as does the base path that cannot be written (every file's
  * folder is made there), a folder below it that cannot be written waits for a
  * fix (the file is tried again slowly), a file in the way of a folder is
- * retried.
+ * retried, a name or path too long for the file system fails the file
+ * (`too_long.ts`).
  *
  * @module
  */
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
 import type { TransferItem } from "../transport.ts";
 import { otherBase } from "../base_folder.ts";
+import { tooLongReason } from "../too_long.ts";
+import { isNameTooLong } from "../../config/path_limits.ts";
 
 /** The call and the path a system error quotes: Deno's words, or Node's. */
 const QUOTED = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*?)'(?: -> '.*')?$/s;
@@ -92,6 +95,10 @@ export function toTransferError(
   const said = plainly(reason, folder);
   const where = said.made ? ` (making the folder ${said.made})` : said.in ? ` in ${said.in}` : "";
   if (error instanceof Deno.errors.NotFound || code === "ENOENT") return fail(reason, "retry");
+  if (isNameTooLong(error)) {
+    const path = base === undefined ? undefined : join(base, ...item.destination.split("/"));
+    return fail(tooLongReason(path, given?.fromTo), "fatal");
+  }
   if (code === "ENOSPC" || code === "EDQUOT" || /No space left|quota/i.test(reason)) {
     return fail(
       `destination is full: ${said.words}${where}; files wait until there is room again ` +

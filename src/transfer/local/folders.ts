@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { answerWithin, type FolderFileSystem } from "../../config/file_systems.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { baseGoneReason } from "../base_folder.ts";
+import { baseGoneReason, danglingBaseReason } from "../base_folder.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import {
   adoptedTempName,
@@ -151,16 +151,29 @@ export type MadeFolders = Map<string, Deno.FileInfo>;
  * @returns the folder the file goes into, as it is now (a folder made again in its place is
  *   another)
  * @throws {TransferError} `fatal` for a link, `retry-later` for a base that
- *   is gone; the system's error otherwise
+ *   is gone or a symbolic link to nothing (`fromTo`: see `otherBase`); the system's error
+ *   otherwise
  */
 export async function makeLocalFolders(
   base: string,
   destination: string,
   makeBase = true,
   arrivedOn?: FolderFileSystem,
+  fromTo?: boolean,
 ): Promise<Deno.FileInfo> {
-  if (makeBase) await Deno.mkdir(base, { recursive: true });
-  else if (await kindAt(base) !== "folder") {
+  // A symbolic link to nothing is looked for only where the base path failed: no cost otherwise.
+  const dangling = async () => {
+    const target = await danglingTarget(base);
+    if (target === null) return;
+    throw new TransferError(danglingBaseReason(base, target, !makeBase, fromTo), "retry-later");
+  };
+  if (makeBase) {
+    await Deno.mkdir(base, { recursive: true }).catch(async (error) => {
+      if (error instanceof Deno.errors.AlreadyExists) await dangling();
+      throw error;
+    });
+  } else if (await kindAt(base) !== "folder") {
+    await dangling();
     throw new TransferError(baseGoneReason(base), "retry-later");
   } else {
     const unmounted = await arrivedOn?.unmountedShare();
@@ -197,16 +210,28 @@ export async function makeLocalFolders(
 /**
  * Why the base folder `base`, not there, takes no file (`null`: the first transfer makes it):
  * files arrived there before (`deliveredBefore`: a share not mounted), or it is a symbolic link
- * to nothing, through which no folder is made.
+ * to nothing, through which no folder is made, as `run` says it ({@linkcode makeLocalFolders}).
  */
-async function goneBase(base: string, deliveredBefore: boolean): Promise<string | null> {
-  const target = await Deno.readLink(base).catch(() => null);
-  const link = target === null ? "" : `it is a symbolic link to ${target}, which does not exist`;
-  if (deliveredBefore) return `${base}: ${baseGoneReason(base)}${link && ` (${link})`}`;
-  return target === null
-    ? null
-    : `${base}: ${link}, and no folder is made through it: make ${target}, or give another ` +
-      "destination folder";
+async function goneBase(
+  base: string,
+  deliveredBefore: boolean,
+  fromTo?: boolean,
+): Promise<string | null> {
+  const target = await danglingTarget(base);
+  if (target !== null) {
+    return `${base}: ${danglingBaseReason(base, target, deliveredBefore, fromTo)}`;
+  }
+  return deliveredBefore ? `${base}: ${baseGoneReason(base)}` : null;
+}
+
+/** Where `path` points, where it is a symbolic link to nothing; `null` otherwise. */
+async function danglingTarget(path: string): Promise<string | null> {
+  const target = await Deno.readLink(path).catch(() => null);
+  if (target === null) return null;
+  return await Deno.stat(path).then(
+    () => null,
+    (error) => error instanceof Deno.errors.NotFound ? target : null,
+  );
 }
 
 function messageOf(error: unknown): string {
@@ -324,11 +349,12 @@ export async function probeLocalDestination(
   job: JobConfig,
   arrivedOn?: FolderFileSystem,
   deliveredBefore = false,
+  fromTo?: boolean,
 ): Promise<ProbeCheck[]> {
   const base = job.remote_base_path;
   const seconds = job.transfer_timeout_seconds;
   const checks = await answerWithin(
-    probeFolder(base, job.min_free_space, arrivedOn, deliveredBefore),
+    probeFolder(base, job.min_free_space, arrivedOn, deliveredBefore, fromTo),
     seconds * 1000,
   );
   return checks ?? [{
@@ -355,6 +381,7 @@ async function probeFolder(
   minFreeSpace: string | number = 0,
   arrivedOn?: FolderFileSystem,
   deliveredBefore = false,
+  fromTo?: boolean,
 ): Promise<ProbeCheck[]> {
   const unreadable = await Deno.stat(base).then(() => null, (error) => error);
   if (unreadable !== null && !(unreadable instanceof Deno.errors.NotFound)) {
@@ -375,7 +402,7 @@ async function probeFolder(
     }];
   }
   if (unreadable !== null) {
-    const gone = await goneBase(base, deliveredBefore);
+    const gone = await goneBase(base, deliveredBefore, fromTo);
     if (gone !== null) return [{ check: "destination folder", verdict: "fail", detail: gone }];
   }
   let folder = base;

@@ -203,7 +203,8 @@ export class LocalTransport implements Transport {
   }
 
   probe(): Promise<ProbeCheck[]> {
-    return probeLocalDestination(this.#job, this.#arrivedOn, this.#deliveredBefore);
+    const { fromTo } = this.#base;
+    return probeLocalDestination(this.#job, this.#arrivedOn, this.#deliveredBefore, fromTo);
   }
 
   close(): Promise<void> {
@@ -411,12 +412,13 @@ export class LocalTransport implements Transport {
 
   /** Make the folders of `destination`, swept of this daemon's leftovers; the file's folder. */
   async #makeFolders(destination: string): Promise<Deno.FileInfo> {
-    const base = this.#job.remote_base_path;
+    const { path, fromTo } = this.#base;
     const folder = await makeLocalFolders(
-      base,
+      path,
       destination,
       !this.#deliveredBefore,
       this.#arrivedOn,
+      fromTo,
     );
     await this.#copies.sweep(dirname(this.describeTarget(destination)));
     return folder;

@@ -21,8 +21,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { baseGoneReason } from "../base_folder.ts";
-import { classifyFailure, RemoteFailure } from "../classify.ts";
+import { classifyFailure, receivedFor, RemoteFailure } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -31,6 +30,7 @@ import {
   live,
 } from "../deliver.ts";
 import {
+  baseFailureReason,
   type EarlierCopySpec,
   folderFailedReason,
   type FolderFailure,
@@ -380,11 +380,11 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       else if (failed.receive !== null) {
         // Said by tar or cat: its words tell a full disk, else the room left may (settleFinish).
         delivery.uploadFailed = true;
-        delivery.error = this.#failure(new RemoteFailure(failed.receive), delivery);
+        const words = receivedFor(failed.receive, posix.basename(delivery.tempPath));
+        delivery.error = this.#failure(new RemoteFailure(words), delivery);
       }
     }
-    // Where receiving failed, the script said the room left in the folder (as index 0): a copy
-    // the disk had no room for is told apart by it.
+    // Where receiving failed, the script said the folder's room (index 0): it tells a full disk.
     if (failed.folder === null) settleFinish(ctx, sent, results, [folder]);
     for (const delivery of sent) delivery.done = delivery.error === null;
     return true;
@@ -420,11 +420,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
 
   #failure(error: unknown, delivery: SshDelivery): TransferError {
     const target = this.#method.describeTarget(delivery.item.destination);
-    return classifyFailure(
-      error,
-      `send ${delivery.item.source} to ${target}`,
-      this.#method.context,
-    );
+    const what = `send ${delivery.item.source} to ${target}`;
+    return classifyFailure(error, what, this.#method.context);
   }
 
   #folderError(delivery: SshDelivery, failure: FolderFailure): TransferError {
@@ -437,13 +434,14 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         "fatal",
       );
     }
-    if (failure.kind === "base-gone") {
-      const why = baseGoneReason(this.#method.base, failure.seen);
+    if (failure.kind === "base-gone" || failure.kind === "base-dangling") {
+      const why = baseFailureReason(failure, this.#method);
       return new TransferError(`${cannot}: ${why}`, "retry-later");
     }
-    const { kind, reason } = folderFailedReason(failure, this.#method.context, this.#method.base);
+    const { context, base } = this.#method;
+    const { kind, reason, what = "the folder" } = folderFailedReason(failure, context, base);
     return new TransferError(
-      `${cannot}: cannot create the folder: ${reason} (${failure.message})`,
+      `${cannot}: cannot create ${what}: ${reason} (${failure.message})`,
       kind,
     );
   }

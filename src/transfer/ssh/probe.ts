@@ -10,9 +10,9 @@
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
-import { CommandError } from "../../errors.ts";
-import { baseGoneReason, otherBase } from "../base_folder.ts";
-import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
+import { CommandError, lastLine } from "../../errors.ts";
+import { baseGoneReason, danglingBaseReason, otherBase } from "../base_folder.ts";
+import { classifyFailure, type FailureContext, noisyShellReason } from "../classify.ts";
 import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
 import { noCommandsReason } from "../no_commands.ts";
 import { randomPart } from "../temp_name.ts";
@@ -83,10 +83,14 @@ export async function probeSshDestination(
   if (results.has("unmounted")) {
     checks.push(fail("destination folder", `${where}: ${baseGoneReason(base, UNMOUNTED_BASE)}`));
   } else if (dangling !== undefined) {
-    checks.push(fail(
-      "destination folder",
-      danglingBase(where, dangling, remoteBase.filesArrived, base, context.fromTo),
-    ));
+    const why = danglingBaseReason(
+      base,
+      dangling,
+      remoteBase.filesArrived,
+      context.fromTo,
+      " there",
+    );
+    checks.push(fail("destination folder", `${where}: ${why}`));
   } else if (nearest !== undefined && remoteBase.filesArrived) {
     // As a batch finds it (`make_folders` with `keep`): not made again, nothing sent.
     checks.push(fail("destination folder", `${where}: ${baseGoneReason(base)}`));
@@ -155,25 +159,6 @@ export async function probeSshDestination(
     );
   }
   return checks;
-}
-
-/**
- * Why the base path `where` (`base` on the host), a symbolic link to `target` that is not there,
- * takes no file: nothing is made through the link; once files `arrived` there, as any base
- * folder gone (see `baseGoneReason`).
- */
-function danglingBase(
-  where: string,
-  target: string,
-  arrived: boolean,
-  base: string,
-  fromTo?: boolean,
-): string {
-  const link = `it is a symbolic link to ${target}, which does not exist`;
-  return arrived
-    ? `${where}: ${baseGoneReason(base)} (${link})`
-    : `${where}: ${link}, and no folder is made through it: make ${target} there, or ` +
-      otherBase(fromTo);
 }
 
 /**

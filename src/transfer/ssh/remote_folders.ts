@@ -18,7 +18,12 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
-import { aboveRefusedReason, baseRefusedReason } from "../base_folder.ts";
+import {
+  aboveRefusedReason,
+  baseGoneReason,
+  baseRefusedReason,
+  danglingBaseReason,
+} from "../base_folder.ts";
 import { type Classification, classifyText, type FailureContext } from "../classify.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import type { FactStore } from "../../config/file_systems.ts";
@@ -88,6 +93,7 @@ export interface EarlierCopySpec {
 /**
  * What went wrong with one folder (`base-gone`: the base path is gone and may not be made, or
  * is an empty folder where a disk or share was mounted when files arrived: `seen` says so;
+ * `base-dangling`: the base path is a symbolic link to `target`, which is not there;
  * `inBase`: the folder that failed is made in the base path itself, the base path, a night
  * folder or an upload folder there: what every file of the job needs; `above`: the base path is
  * not there, and this folder above it, the nearest there, refused it).
@@ -95,6 +101,7 @@ export interface EarlierCopySpec {
 export type FolderFailure =
   | { kind: "link" }
   | { kind: "base-gone"; seen?: string }
+  | { kind: "base-dangling"; target: string }
   | { kind: "failed"; message: string; inBase?: boolean; above?: string };
 
 /**
@@ -173,13 +180,19 @@ export class RemoteBase {
  * something else than a folder has its name (`make_folders` says `FOLDER: Not a directory`), and
  * where the login may not write into the base path `base` (`inBase`): the words
  * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file (where the
- * base path is not there, naming the folder `above` it that refused it).
+ * base path is not there, naming the folder `above` it that refused it). `what`: the folder that
+ * could not be made, where it is not the file's (the upload folder inside it).
  */
 export function folderFailedReason(
   { message, inBase, above }: { message: string; inBase?: boolean; above?: string },
   context: FailureContext,
   base: string,
-): Classification {
+): Classification & { what?: string } {
+  // The file's folder is there; the hidden folder its upload goes into cannot be made in it.
+  const holder = /cannot create directory '(.+)\/\.incoming-[^/']*'/.exec(message)?.[1];
+  if (holder !== undefined) {
+    return { ...classifyText(message, context), what: `its upload folder in ${holder}` };
+  }
   if (inBase && /Permission denied|Operation not permitted/.test(message)) {
     const { host, fromTo } = context;
     return {
@@ -196,6 +209,24 @@ export function folderFailedReason(
     reason: `a file named ${posix.basename(blocker)} is in the way at ${blocker}, where a ` +
       "folder must be: rename or remove it there",
   };
+}
+
+/**
+ * Why no file can go into the base path `base` where `make_folders` found it gone, or a symbolic
+ * link to nothing (that of a job whose files arrived there, `remoteBase.filesArrived`, as a base
+ * folder gone; `context.fromTo`: see `otherBase`).
+ */
+export function baseFailureReason(
+  failure: Extract<FolderFailure, { kind: "base-gone" | "base-dangling" }>,
+  { base, remoteBase, context }: {
+    base: string;
+    remoteBase: { filesArrived: boolean };
+    context: { fromTo?: boolean };
+  },
+): string {
+  return failure.kind === "base-gone"
+    ? baseGoneReason(base, failure.seen)
+    : danglingBaseReason(base, failure.target, remoteBase.filesArrived, context.fromTo, " there");
 }
 
 /**
@@ -290,6 +321,7 @@ export function folderFailureOf({ word, detail }: ResultLine): FolderFailure | n
       ? { kind: "base-gone", seen: UNMOUNTED_BASE }
       : { kind: "base-gone" };
   }
+  if (word === "base-dangling") return { kind: "base-dangling", target: detail };
   if (word === "folder-failed") return { kind: "failed", message: detail };
   if (word === "base-refused") return { kind: "failed", message: detail, inBase: true };
   return null;

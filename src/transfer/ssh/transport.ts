@@ -8,8 +8,8 @@
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { type CommandError, TransferError } from "../../errors.ts";
-import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
+import { type CommandError, lastLine, TransferError } from "../../errors.ts";
+import { classifyFailure, type FailureContext, noisyShellReason } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
   parseFoundFlush,

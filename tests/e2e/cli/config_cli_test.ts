@@ -11,21 +11,21 @@ import {
   startCli,
 } from "../../helpers/cli.ts";
 import { randomBytes, within } from "../../helpers/files.ts";
+import {
+  ASTROPY_FITS_DATA,
+  fitsFile,
+  headerBytes,
+  imageCards,
+  int16Data,
+} from "../../helpers/fits.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
 import { END_MARKER, readRegion, START_MARKER } from "../../../scripts/gen_config_reference.ts";
+import { withTempDir } from "../../helpers/files.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/configs/", import.meta.url));
 
 /** Run `fn` with a temp folder used as HOME, removed afterwards. */
-async function withHome(fn: (home: string) => Promise<void>): Promise<void> {
-  const home = await Deno.makeTempDir({ prefix: "config_cli_test_" });
-  try {
-    await fn(home);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-}
 
 /** Run the CLI with `home` as HOME (and no XDG_STATE_HOME), from inside `home`. */
 function cli(home: string, args: string[]): Promise<CliResult> {
@@ -52,7 +52,7 @@ const VALID = [
 
 for (const [name, jobs] of VALID) {
   Deno.test(`config validate accepts ${name}`, async () => {
-    await withHome(async (home) => {
+    await withTempDir(async (home) => {
       const file = join(FIXTURES, name);
       const result = await cli(home, ["-c", file, "config", "validate"]);
       assert.equal(result.code, 0, result.stderr);
@@ -77,7 +77,7 @@ for (const [name, jobs] of VALID) {
 }
 
 Deno.test("config validate warns of a watch folder that does not exist, naming its line; not once it does", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "config.yaml");
     const watch = join(home, "camera $(id) 'in'");
     await Deno.writeTextFile(
@@ -106,7 +106,7 @@ Deno.test("config validate warns of a watch folder that does not exist, naming i
 });
 
 Deno.test("config validate warns of schedules that pause and never resume, naming the line", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     await Deno.mkdir(join(home, "in"));
     const file = join(home, "config.yaml");
     await Deno.writeTextFile(
@@ -131,7 +131,7 @@ Deno.test("config validate warns of schedules that pause and never resume, namin
 });
 
 Deno.test("a pause and a resume at a same cron time are refused by config validate and run (exit 2), naming both keys and the line; apart they pass", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     await Deno.mkdir(join(home, "in"));
     const file = join(home, "config.yaml");
     const write = (resume: string) =>
@@ -164,7 +164,7 @@ Deno.test("a pause and a resume at a same cron time are refused by config valida
 });
 
 Deno.test("a pause at 02:00 and its resume at 03:00 in a zone whose clocks skip that hour pass config validate; the same time every day is still refused", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     await Deno.mkdir(join(home, "in"));
     const file = join(home, "config.yaml");
     const write = (pause: string, resume: string) =>
@@ -226,7 +226,7 @@ async function methodConfig(
 }
 
 Deno.test("config validate warns that an FTP remote_base_path starting with ~ is a folder named ~ there, naming the line; not for scp", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "~/incoming");
     await write("ftp");
     const result = await cli(home, ["-c", file, "config", "validate"]);
@@ -252,7 +252,7 @@ Deno.test("a remote_base_path that starts with a port, or is one, is refused by 
     ["scp", '"2301"', "ssh_port: 2301, remote_base_path: <the folder on the server>"],
   ];
   for (const [index, [method, base, meant]] of cases.entries()) {
-    await withHome(async (home) => {
+    await withTempDir(async (home) => {
       const { file, write } = await methodConfig(home, base);
       await write(method);
       // Before: "ok", the job shown as "-> archive.example.org:2301:/data/x (scp)".
@@ -275,7 +275,7 @@ Deno.test("a remote_base_path that starts with a port, or is one, is refused by 
     });
   }
   // Written as a folder in the login's home, as the message says: taken.
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "./2301/data/x");
     await write("scp");
     const result = await cli(home, ["-c", file, "config", "validate"]);
@@ -285,7 +285,7 @@ Deno.test("a remote_base_path that starts with a port, or is one, is refused by 
 });
 
 Deno.test("yes, no, on and off where true or false is expected are refused with the one to write, as YAML 1.2 reads them as text (config validate and a --set)", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [
       "verify_transfer: yes",
       "compression: Off",
@@ -329,8 +329,67 @@ Deno.test("yes, no, on and off where true or false is expected are refused with 
   });
 });
 
+Deno.test("a %YAML 1.1 directive is refused, naming its line, so that yes, off, 010 and 1:30 are not read by YAML 1.1's rules (config validate)", async () => {
+  await withTempDir(async (home) => {
+    const { file, write } = await methodConfig(home, "/data/incoming", [
+      "compression: yes",
+      "verify_transfer: off",
+      "retry_attempts: 010",
+      "stability_window_seconds: 1:30",
+    ]);
+    await write("scp");
+    await Deno.writeTextFile(file, `%YAML 1.1\n---\n${await Deno.readTextFile(file)}`);
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    // Before: exit 0, with verify_transfer none (no check), compression on, 8 retries, 90 s.
+    assertConfigFailure(
+      result,
+      new RegExp(
+        RegExp.escape(
+          "config.yaml:1: %YAML 1.1 directive: the config file is read as YAML 1.2, not as YAML " +
+            "1.1, which would read yes/no/on/off as true or false (verify_transfer: off as no " +
+            "verification), 010 as 8 and 1:30 as 90; remove this line",
+        ) + "$",
+        "m",
+      ),
+    );
+  });
+});
+
+Deno.test("a rescan_interval_seconds between 0 and 1 (a rescan many times a second) is refused by config validate and run, naming its line; 0 and 1 are taken", async () => {
+  await withTempDir(async (home) => {
+    for (const [value, taken] of [["0.001", false], ["0.5", false], ["0", true], ["1", true]]) {
+      const { file, write } = await methodConfig(home, "/data/incoming", [
+        `rescan_interval_seconds: ${value}`,
+      ]);
+      await write("scp");
+      const result = await cli(home, ["-c", file, "config", "validate"]);
+      await Deno.remove(join(home, "in"));
+      if (taken) {
+        assert.equal(result.code, 0, result.stderr);
+        continue;
+      }
+      // Before: taken, and the daemon rescanned the watch folder in a near-busy loop.
+      assertConfigFailure(
+        result,
+        new RegExp(
+          RegExp.escape(
+            `config.yaml:5: rescan_interval_seconds: ${value} would rescan the whole watch ` +
+              "folder more than once a second, keeping a processor busy; give at least 1 (the " +
+              "default is 3600, an hour), or 0 for no periodic rescans",
+          ) + "$",
+          "m",
+        ),
+      );
+      if (value === "0.001") {
+        const run = await cli(home, ["-c", file, "run", "--dry-run"]);
+        assertConfigFailure(run, /config\.yaml:5: rescan_interval_seconds: 0\.001 would rescan/);
+      }
+    }
+  });
+});
+
 Deno.test("config validate and run --dry-run warn of a key the job's method does not use (ssh_port on an ftp job), naming its line; not when the method uses it", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [
       "ssh_port: 2222",
       "ssh_options: []",
@@ -354,7 +413,7 @@ Deno.test("config validate and run --dry-run warn of a key the job's method does
 });
 
 Deno.test("config validate warns of remote_host and remote_user on a local job, as the template says they are ignored there; not when empty or used", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const out = join(home, "out");
     await Deno.mkdir(out);
     const { file, write } = await methodConfig(home, JSON.stringify(out), ["remote_user: obs"]);
@@ -386,7 +445,7 @@ Deno.test("config validate warns of remote_host and remote_user on a local job, 
 });
 
 Deno.test("config validate warns of a method's key in a jobs entry of another method, and of a top-level one only when no job that inherits it uses it", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     for (const folder of ["north", "south"]) await Deno.mkdir(join(home, folder));
     const password = join(home, "ftp-password");
     await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
@@ -433,7 +492,7 @@ Deno.test("config validate warns of a method's key in a jobs entry of another me
 });
 
 Deno.test("config validate, run --dry-run and doctor warn of keep_days and archive_path with after_transfer: keep (nothing is ever removed), naming the line and what to set; not when empty or used", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const out = join(home, "out");
     await Deno.mkdir(out);
     const archive = join(home, "archive");
@@ -488,7 +547,7 @@ Deno.test("config validate, run --dry-run and doctor warn of keep_days and archi
 });
 
 Deno.test("config validate warns of a top-level keep_days next to a jobs list only when every job that inherits it keeps its sources", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     for (const folder of ["north", "south"]) await Deno.mkdir(join(home, folder));
     const file = join(home, "config.yaml");
     const write = (southAfter: string) =>
@@ -523,7 +582,7 @@ Deno.test("config validate warns of a top-level keep_days next to a jobs list on
 });
 
 Deno.test("config validate warns of a retry_delay_seconds above retry_max_delay_seconds, saying the longest wait wins; not of the default delay under a low maximum", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const out = join(home, "out");
     await Deno.mkdir(out);
     const { file, write } = await methodConfig(home, JSON.stringify(out), [
@@ -550,7 +609,7 @@ Deno.test("config validate warns of a retry_delay_seconds above retry_max_delay_
 });
 
 Deno.test("config validate warns of top-level job keys next to a jobs list that every entry sets itself (a single-job config turned into a list), naming the line; not of those inherited", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     for (const folder of ["in", "north", "south"]) await Deno.mkdir(join(home, folder));
     const file = join(home, "config.yaml");
     const write = (entries: string[]) =>
@@ -745,7 +804,7 @@ const BROKEN: [string, RegExp][] = [
 
 for (const [name, pattern] of BROKEN) {
   Deno.test(`config validate rejects broken/${name} with exit 2`, async () => {
-    await withHome(async (home) => {
+    await withTempDir(async (home) => {
       const result = await cli(home, ["-c", join(FIXTURES, "broken", name), "config", "validate"]);
       assertConfigFailure(result, pattern);
     });
@@ -753,7 +812,7 @@ for (const [name, pattern] of BROKEN) {
 }
 
 Deno.test("config show reports a broken config the same way", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(FIXTURES, "broken", "retry_three.yaml");
     const result = await cli(home, ["-c", file, "config", "show"]);
     assertConfigFailure(result, /retry_three\.yaml:7: retry_attempts: /);
@@ -761,7 +820,7 @@ Deno.test("config show reports a broken config the same way", async () => {
 });
 
 Deno.test("a missing config file names the path and suggests init", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const result = await cli(home, ["config", "validate"]);
     const expected = join(home, ".config", "image-transfer", "config.yaml");
     assertConfigFailure(
@@ -773,7 +832,7 @@ Deno.test("a missing config file names the path and suggests init", async () => 
 });
 
 Deno.test("without HOME, a command on the default config file is a config error (exit 2) saying to set HOME or give -c; with -c it goes on", async () => {
-  await withHome(async (dir) => {
+  await withTempDir(async (dir) => {
     // As a service or `env -i` starts it: no home folder at all.
     const homeless = (args: string[]) =>
       runProgram("env", ["-u", "HOME", "-u", "USERPROFILE", Deno.execPath(), ...cliArgv(args)], {
@@ -799,7 +858,7 @@ Deno.test("without HOME, a command on the default config file is a config error 
 });
 
 Deno.test("without HOME, every command on a -c file whose state_dir defaults to the home folder says to write it (exit 2)", async () => {
-  await withHome(async (dir) => {
+  await withTempDir(async (dir) => {
     const file = join(dir, "config.yaml");
     await Deno.writeTextFile(
       file,
@@ -820,7 +879,7 @@ Deno.test("without HOME, every command on a -c file whose state_dir defaults to 
 });
 
 Deno.test("without HOME, a -c file whose paths are all absolute is checked and run (config validate, doctor, run --once)", async () => {
-  await withHome(async (dir) => {
+  await withTempDir(async (dir) => {
     const [watch, out] = [join(dir, "watch"), join(dir, "out")];
     await Deno.mkdir(watch);
     const bytes = randomBytes(5000);
@@ -857,7 +916,7 @@ Deno.test("without HOME, a -c file whose paths are all absolute is checked and r
 });
 
 Deno.test("init writes a config that loads; a second init refuses; --force overwrites", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, ".config", "image-transfer", "config.yaml");
     const first = await cli(home, ["init"]);
     assert.equal(first.code, 0, first.stderr);
@@ -883,7 +942,7 @@ Deno.test("init writes a config that loads; a second init refuses; --force overw
 });
 
 Deno.test("config validate, run, install-service and doctor refuse the untouched template init writes, naming each example value's line and what to set", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "site.yaml");
     assert.equal((await cli(home, ["-c", file, "init"])).code, 0);
     const lines = (await Deno.readTextFile(file)).split("\n");
@@ -949,7 +1008,7 @@ Deno.test("config validate, run, install-service and doctor refuse the untouched
 });
 
 Deno.test("init -c writes to the given path, creating its folders", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "deep", "er folder", "site.yaml");
     const result = await cli(home, ["-c", file, "init"]);
     assert.equal(result.code, 0, result.stderr);
@@ -987,7 +1046,7 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
 
 Deno.test("init and run --save-config into a folder this user cannot write say so, with what to do, exit 2", async () => {
   if (Deno.build.os === "windows") return; // No file modes there.
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const locked = join(home, "locked");
     await Deno.mkdir(locked, { mode: 0o555 });
     await Deno.chmod(locked, 0o555);
@@ -1020,7 +1079,7 @@ Deno.test("init and run --save-config into a folder this user cannot write say s
 
 Deno.test("a log_file this user cannot write is refused by config validate and doctor as run refuses it, with its line", async () => {
   if (Deno.build.os === "windows") return; // No file modes there.
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const locked = join(home, "locked");
     await Deno.mkdir(locked);
     await Deno.writeTextFile(join(locked, "old.log"), "");
@@ -1058,7 +1117,7 @@ Deno.test("a log_file this user cannot write is refused by config validate and d
 });
 
 Deno.test("a log_file that is a named pipe is refused by config validate, doctor and run with its line, never opened", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const pipe = join(home, "it.log");
     const made = await new Deno.Command("mkfifo", { args: ["--", pipe] }).output();
     assert.equal(made.code, 0);
@@ -1099,8 +1158,49 @@ Deno.test("a log_file that is a named pipe is refused by config validate, doctor
   });
 });
 
+Deno.test("a FITS image given with -c is said to be one, not read as TOML, and init (--force or not) leaves it as it is", async () => {
+  await withTempDir(async (home) => {
+    const image = join(home, "flat_001.fits");
+    // astropy's ascii.fits, as the trial gave it, and an image with data.
+    const data = [
+      await Deno.readFile(join(ASTROPY_FITS_DATA, "ascii.fits")),
+      fitsFile(headerBytes(imageCards(4, 4)), int16Data(4, 4, (x, y) => x * y)),
+    ];
+    for (const bytes of data) {
+      await Deno.writeFile(image, bytes, { mode: 0o644 });
+      for (const command of [["config", "validate"], ["run", "--dry-run"]]) {
+        const result = await cli(home, ["-c", image, ...command]);
+        // Before: "…is TOML…", its header dumped as one line, and a template offered over it.
+        assertConfigFailure(
+          result,
+          new RegExp(
+            `^error: Cannot read config file ${RegExp.escape(image)}: it is a FITS image \\(it ` +
+              'starts with "SIMPLE  ="\\), not a config file; give the YAML config file with -c, ' +
+              "or write a template into a new one with `image-transfer -c FILE\\.yaml init` " +
+              "\\(the folder of the images goes in its watch_path\\)\n$",
+          ),
+        );
+        assert.doesNotMatch(result.stderr, /TOML|--force|BITPIX/, command.join(" "));
+      }
+      for (const init of [["init"], ["init", "--force"]]) {
+        const result = await cli(home, ["-c", image, ...init]);
+        assertConfigFailure(
+          result,
+          new RegExp(
+            `^error: Cannot write config ${RegExp.escape(image)}: it is a FITS image .*, not a ` +
+              "config file, and is left as it is; give the config a name of its own " +
+              `\\(-c ${RegExp.escape(join(home, "flat_001.yaml"))}\\)\n$`,
+          ),
+        );
+        assert.doesNotMatch(result.stderr, /--force/, init.join(" "));
+        assert.deepEqual(await Deno.readFile(image), bytes, `${init.join(" ")} wrote over it`);
+      }
+    }
+  });
+});
+
 Deno.test("--create-config (the old flag) writes the default config like init, and replaces one with --force", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "legacy.yaml");
     const result = await cli(home, ["-c", file, "--create-config"]);
     assert.equal(result.code, 0, result.stderr);
@@ -1122,7 +1222,7 @@ Deno.test("--create-config (the old flag) writes the default config like init, a
 });
 
 Deno.test("--create-config with another command than run or init is refused (exit 2, one line), not ignored, and only their help lists it", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "c1.yaml");
     for (
       const args of [
@@ -1165,7 +1265,7 @@ Deno.test("--create-config with another command than run or init is refused (exi
 });
 
 Deno.test("config show prints the effective config as YAML that is itself a valid config", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const result = await cli(home, ["-c", join(FIXTURES, "multi_job.yaml"), "config", "show"]);
     assert.equal(result.code, 0, result.stderr);
     const shown = parse(result.stdout);
@@ -1193,7 +1293,7 @@ Deno.test("config show prints the effective config as YAML that is itself a vali
 });
 
 Deno.test("config show writes the old name retry_delay under its new name", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(FIXTURES, "windows_to_linux.yaml");
     assert.match(await Deno.readTextFile(file), /^retry_delay: 5$/m);
     const result = await cli(home, ["-c", file, "config", "show"]);
@@ -1206,7 +1306,7 @@ Deno.test("config show writes the old name retry_delay under its new name", asyn
 });
 
 Deno.test("config show --json applies defaults and expands paths under HOME", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(FIXTURES, "local_transfer.yaml");
     const result = await cli(home, ["-c", file, "config", "show", "--json"]);
     assert.equal(result.code, 0, result.stderr);
@@ -1222,7 +1322,7 @@ Deno.test("config show --json applies defaults and expands paths under HOME", as
 });
 
 Deno.test("config without a subcommand is a usage error", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const result = await cli(home, ["config"]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^error: missing subcommand for `config`/);
@@ -1234,7 +1334,7 @@ Deno.test("deno task docs rewrites only the marked regions of README.md and docs
   const task: string[] = config.tasks.docs.split(" ");
   assert.deepEqual(task.slice(0, 2), ["deno", "run"]);
   assert.equal(task.at(-1), "scripts/gen_config_reference.ts");
-  await withHome(async (dir) => {
+  await withTempDir(async (dir) => {
     const readme = join(dir, "README.md");
     const full = join(dir, "docs", "configuration.md");
     await Deno.mkdir(join(dir, "docs"));
@@ -1327,7 +1427,7 @@ Deno.test("a control character in a configured path (a Windows path in double qu
 
 Deno.test("run, a dry run and doctor refuse another OS's paths, and unset %VAR%s, with their lines, making nothing where they point; validate warns", async () => {
   if (Deno.build.os === "windows") return; // There a drive path is this machine's.
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const file = join(home, "config.yaml");
     await Deno.mkdir(join(home, "camera"));
     await Deno.writeTextFile(
@@ -1375,7 +1475,7 @@ Deno.test("run, a dry run and doctor refuse another OS's paths, and unset %VAR%s
 
 Deno.test("a config that is a device or under /dev or /proc is refused in plain words, never with the runtime's --allow-all advice", async () => {
   if (Deno.build.os === "windows") return; // No /dev there.
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const device = await cli(home, ["-c", "/dev/null", "config", "validate"]);
     assertConfigFailure(device, /\/dev\/null: it is not a regular file \(a device, a pipe\?\)/);
     assert.doesNotMatch(device.stderr, /chmod/);
@@ -1404,7 +1504,7 @@ Deno.test("a config that is a device or under /dev or /proc is refused in plain 
 });
 
 Deno.test("config validate warns of ssh_options that leave the server's key unchecked, with the line", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     await Deno.mkdir(join(home, "data"));
     const file = join(home, "config.yaml");
     const write = (options: string[]) =>
@@ -1444,7 +1544,7 @@ Deno.test("config validate warns of ssh_options that leave the server's key unch
 });
 
 Deno.test("-v says each problem of a config once, and the cause of a read error", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const config = join(home, "three problems.yaml");
     const problems = [
       `${config}:4: retry_attempts: expected a whole number from 0 to 1000, got -1`,
@@ -1472,7 +1572,7 @@ Deno.test("-v says each problem of a config once, and the cause of a read error"
 });
 
 Deno.test("a named pipe given as the config is refused by run, status and stop, never read", async () => {
-  await withHome(async (home) => {
+  await withTempDir(async (home) => {
     const pipe = join(home, "-config pipe.yaml");
     const made = await new Deno.Command("mkfifo", { args: ["--", pipe] }).output();
     assert.equal(made.code, 0);

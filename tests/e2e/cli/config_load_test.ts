@@ -16,18 +16,11 @@ import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import { GENERATED, readRegion } from "../../../scripts/gen_config_reference.ts";
 import { cliArgv, REPO_ROOT, runProgram } from "../../helpers/cli.ts";
+import { withTempDir } from "../../helpers/files.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/configs/", import.meta.url));
 
 /** Run `fn` with a fresh temp dir that is removed afterwards. */
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "config_load_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** The ConfigError thrown by parsing `text`. */
 function configError(text: string, file = "/etc/it/config.yaml"): ConfigError {
@@ -1055,6 +1048,32 @@ Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, n
   assert.match(error.message, /give the port in ssh_port and other SSH options in ssh_options/);
 });
 
+Deno.test("several rsync or ssh options written as one list item are refused, naming each as an item of the list to write; an option whose value holds blanks is taken", () => {
+  const error = configError(
+    `${MINIMAL}transfer_method: rsync\nrsync_options:\n  - "--bwlimit=1000 --partial"\n` +
+      '  - "--rsync-path=sudo -n rsync"\n  - --out-format\n  - "%n -%b"\n' +
+      'ssh_options: ["ServerAliveInterval=30 Compression=yes", "SetEnv=A=1 B=2", ' +
+      '"ProxyCommand=ssh -o ConnectTimeout=5 -W %h:%p jump"]\n',
+    "c.yaml",
+  );
+  // Before: taken, and every rsync call failed on an unknown option "--bwlimit=1000 --partial".
+  assert.equal(
+    error.message,
+    [
+      'c.yaml:6: rsync_options[0]: "--bwlimit=1000 --partial" is several rsync options written ' +
+      "as one (each item goes to rsync as one argument, so every transfer would fail); write " +
+      'each as an item of the list: ["--bwlimit=1000", "--partial"]',
+      'c.yaml:10: ssh_options[0]: "ServerAliveInterval=30 Compression=yes" is several ssh ' +
+      "options written as one (each item goes to ssh as one argument, so every transfer would " +
+      'fail); write each as an item of the list: ["ServerAliveInterval=30", "Compression=yes"]',
+    ].join("\n"),
+  );
+  assert.match(
+    configError(`${MINIMAL}transfer_method: rsync\nrsync_options: ["-v --partial"]\n`).message,
+    /:5: rsync_options\[0\]: "-v --partial" is several rsync options .*\["-v", "--partial"\]$/,
+  );
+});
+
 Deno.test("a merge key (<<) given something that is not a mapping is refused with its line", () => {
   const scalar = configError(`x-a: &a hello\n${MINIMAL}<<: *a\n`);
   assert.match(
@@ -1173,7 +1192,7 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   );
   assert.match(
     lines[1],
-    /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded here .* write the folder itself \(a folder whose name holds it is taken as written once it exists\), or %ARCHIVE_ROOT% to take it from the environment/,
+    /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded: the server takes the path as written .* write the path in full/,
   );
   assert.match(lines[2], /:4: state_dir: \$\{STATE\} is not expanded here/);
   // Past a leading $HOME too, and $HOME where no separator follows it.
@@ -1191,6 +1210,44 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   assert.match(
     configError(`${MINIMAL}state_dir: ~+/st\n`).message,
     /:4: state_dir: ~\+ \(the shell's current folder\) is not expanded, .* write the full path$/,
+  );
+});
+
+Deno.test("a variable in an scp, rsync or ftp remote_base_path ($HOME/x, ${DATA}) is refused: the server takes it as written", () => {
+  const said = (method: string, path: string) =>
+    configError(
+      `watch_path: /data/in\ntransfer_method: ${method}\nremote_host: archive\n` +
+        `remote_base_path: "${path}"\n`,
+      "c.yaml",
+    ).message;
+  // Before: accepted, and the files went into a folder named "$HOME" on the server.
+  assert.equal(
+    said("scp", "$HOME/x"),
+    "c.yaml:4: remote_base_path: $HOME is not expanded: the server takes the path as written and " +
+      'would make a folder named "$HOME" there; write the path in full (e.g. /data/incoming), or ' +
+      "~/x (~ is the login's home folder there)",
+  );
+  assert.match(said("rsync", "${HOME}"), /:4: remote_base_path: \$\{HOME\} is not .*, or ~ \(~ is/);
+  assert.match(
+    said("ftp", "$HOME/in"),
+    /:4: remote_base_path: \$HOME is not expanded: .*, or in \(a relative path starts in the login's folder; FTP servers do not expand ~ either\)$/,
+  );
+  assert.match(
+    said("rsync", "/srv/$DATA/in"),
+    /:4: remote_base_path: \$DATA is not expanded: .*write the path in full \(e\.g\. \/data\/incoming\)$/,
+  );
+  // ~ is what scp and rsync do expand; a local destination expands a leading $HOME as any path.
+  const job = (method: string, path: string) =>
+    parseConfig(
+      `watch_path: /data/in\ntransfer_method: ${method}\nremote_host: a\nremote_base_path: ${path}\n`,
+      "c.yaml",
+    ).jobs[0].remote_base_path;
+  assert.equal(job("scp", "~/x"), "~/x");
+  assert.equal(job("local", "$HOME/x"), join(homeDir(), "x"));
+  assert.match(
+    configError(`watch_path: /data/in\ntransfer_method: local\nremote_base_path: $DATA/x\n`)
+      .message,
+    /:3: remote_base_path: \$DATA is not expanded here .* or %DATA% to take it from the environment/,
   );
 });
 
@@ -1224,6 +1281,34 @@ Deno.test("a shell variable with a default or another form (${DATA:-/data}) is r
     const error = configError(`${MINIMAL}state_dir: "${path}"\n`);
     assert.match(error.message, new RegExp(`:4: state_dir: ${expected.source}`), path);
   }
+});
+
+Deno.test("verify_transfer: off never becomes none (no verification) through a %YAML directive: any but 1.2 is refused on its line", () => {
+  const body = "watch_path: /data/in\nremote_host: freya\nremote_base_path: /data/out\n" +
+    "verify_transfer: off\n";
+  for (
+    const [head, line] of [
+      ["%YAML 1.1\n---\n", 1],
+      ["%YAML 1.1\n", 1], // without its ---: said as the directive, not as a syntax error
+      ["# the camera's config\n%YAML   1.1\n---\n", 2],
+      ["%YAML 1.3\n---\n", 1],
+      ["%YAML\n---\n", 1],
+    ] as const
+  ) {
+    const message = configError(head + body, "c.yaml").message;
+    assert.match(
+      message,
+      new RegExp(
+        `^c\\.yaml:${line}: %YAML.* directive: the config file is read as YAML 1\\.2.*; remove this line$`,
+      ),
+      head,
+    );
+  }
+  // 1.2 is what the file is read as: its values are checked as without the directive.
+  assert.match(
+    configError(`%YAML 1.2\n---\n${body}`, "c.yaml").message,
+    /^c\.yaml:6: verify_transfer: expected true or false, or one of "none", "size", "checksum", got "off"/,
+  );
 });
 
 Deno.test('several quoted values on one key\'s line ("*.fits", "*.FIT"): the YAML error says to write a list', () => {

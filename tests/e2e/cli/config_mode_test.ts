@@ -9,15 +9,7 @@ import { join } from "node:path";
 import { cliArgv, runCli } from "../../helpers/cli.ts";
 import { writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "itx-mode-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { withTempDir } from "../../helpers/files.ts";
 
 const env = (dir: string) => ({ HOME: dir, XDG_STATE_HOME: "" });
 
@@ -101,7 +93,7 @@ Deno.test("a config file owned by another user is refused with exit 2 and the ch
 });
 
 Deno.test("an ssh_identity_file group or others can write is refused with exit 2 and the chmod", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const key = join(dir, "id_ed25519");
     await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
     const config = join(dir, "config.yaml");
@@ -120,17 +112,19 @@ Deno.test("an ssh_identity_file group or others can write is refused with exit 2
     assert.equal(refused.code, 2, refused.stderr);
     assert.ok(
       refused.stderr.includes(
-        `refusing ssh_identity_file ${key} (job north): it is writable by group (mode 0620)`,
+        `${config}:5: ssh_identity_file of job north: refusing ${key}: it is writable by group ` +
+          "(mode 0620)",
       ),
       refused.stderr,
     );
-    assert.ok(refused.stderr.includes(`fix it with: chmod go-w ${key}`), refused.stderr);
+    // The mode ssh takes (go-w would leave a key others may read, refused then).
+    assert.ok(refused.stderr.includes(`fix it with: chmod 600 ${key}`), refused.stderr);
     assert.equal(refused.stdout, "");
   });
 });
 
 Deno.test("an ssh_identity_file that is a folder others can write is refused as a folder with its line, with no chmod", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     // A shared folder (group-writable, sticky as /tmp is) named instead of the key in it.
     const keys = join(dir, "keys");
     await Deno.mkdir(keys);
@@ -154,7 +148,7 @@ Deno.test("an ssh_identity_file that is a folder others can write is refused as 
 });
 
 Deno.test("an ssh_identity_file that is no private key (a .pub file, a PuTTY key, text) is refused with its line", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const key = join(dir, "id_ed25519");
     const config = join(dir, "config.yaml");
     await writeConfig(config, {
@@ -196,8 +190,43 @@ Deno.test("an ssh_identity_file that is no private key (a .pub file, a PuTTY key
   });
 });
 
+Deno.test("the password typed where ftp_password_file's path belongs is not shown by config validate or run, on stderr or in the log file", async () => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, "config.yaml");
+    const log = join(dir, "it.log");
+    await Deno.mkdir(join(dir, "watch"));
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(dir, "watch"))}`,
+        `log_file: ${JSON.stringify(log)}`,
+        "transfer_method: ftp",
+        "remote_host: example.invalid",
+        "remote_user: obs",
+        "remote_base_path: /data",
+        "ftp_password_file: 'Hunter2-S3cret'",
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    for (const command of [["config", "validate"], ["run", "--once"]]) {
+      const result = await runCli(["-c", config, ...command], { env: env(dir) });
+      assert.equal(result.code, 2, result.stderr);
+      // Before: ".../Hunter2-S3cret does not exist; create it or fix the path".
+      assert.equal(
+        result.stderr,
+        `error: ${config}:7: ftp_password_file of job default: the file it names does not exist ` +
+          "(its name is not shown: it may be the password itself); give the path of a file that " +
+          "holds the password, or its variable in ftp_password_env\n",
+      );
+      const logged = await Deno.readTextFile(log).catch(() => "");
+      assert.ok(!logged.includes("Hunter2"), logged);
+    }
+  });
+});
+
 Deno.test("config validate refuses a missing or shared ftp_password_file and a missing ssh_identity_file, with their lines", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const password = join(dir, "ftp password");
     const key = join(dir, "id_ed25519");
     const config = join(dir, "config.yaml");
@@ -223,12 +252,14 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
     const validate = () => runCli(["-c", config, "config", "validate"], { env: env(dir) });
     const missing = await validate();
     assert.equal(missing.code, 2, missing.stderr);
+    // Its name is not shown (it may be the password typed where the path belongs).
     assert.ok(
       missing.stderr.includes(
-        `${config}:8: ftp_password_file of job north: ${password} does not exist`,
+        `${config}:8: ftp_password_file of job north: the file it names does not exist`,
       ),
       missing.stderr,
     );
+    assert.ok(!missing.stderr.includes(password), missing.stderr);
     assert.ok(
       missing.stderr.includes(
         `${config}:11: ssh_identity_file of job south: ${key} does not exist`,
@@ -280,7 +311,7 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
 });
 
 Deno.test("init writes a config that is not group writable even under umask 002", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const config = join(dir, "config.yaml");
     // A fixed script; the program and its arguments are passed as "$@".
     const out = await new Deno.Command("sh", {
@@ -303,7 +334,7 @@ Deno.test("init writes a config that is not group writable even under umask 002"
 });
 
 Deno.test("config validate refuses an ftp_password_file that is a folder and an ftp_ca_file with no PEM certificate, with their lines", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const password = join(dir, "secrets");
     const ca = join(dir, "archive-ca.der");
     const config = join(dir, "config.yaml");
@@ -386,7 +417,7 @@ function pipeWriter(path: string, text: string): { stop(): Promise<void> } {
 }
 
 Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or status_token_file that is a pipe, with its line, instead of waiting on it", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const pipe = join(dir, "secret.pipe");
     const made = await new Deno.Command("mkfifo", { args: ["-m", "600", pipe] }).output();
     assert.ok(made.success, new TextDecoder().decode(made.stderr));
@@ -435,7 +466,7 @@ Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or st
 });
 
 Deno.test("an ssh_identity_file, ftp_password_file or ftp_ca_file the account cannot read is refused with its line by config validate and run, not taken for a refused login", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const key = join(dir, "id_ed25519");
     const password = join(dir, "ftp-password");
     const locked = join(dir, "locked");
@@ -494,7 +525,7 @@ Deno.test("an ssh_identity_file, ftp_password_file or ftp_ca_file the account ca
 });
 
 Deno.test("config validate warns of an ssh_identity_file protected by a passphrase (OpenSSH, PEM and PKCS#8 keys), with its line and the ssh-keygen -p that removes it; not of one without", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const key = join(dir, "id_key");
     const config = join(dir, "config.yaml");
     await writeConfig(config, {
@@ -536,7 +567,7 @@ Deno.test("config validate warns of an ssh_identity_file protected by a passphra
 });
 
 Deno.test("config validate and run warn of an ftp_password_env that is not set, with its line (every login would fail); not of one that is", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const config = join(dir, "config.yaml");
     const variable = "ITX_TEST_FTP_PASSWORD_NOWHERE";
     await Deno.mkdir(join(dir, "watch"));

@@ -129,6 +129,41 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
       /remote_base_path of job b: job a sends into archive\.example\.org:\/data\/incoming too/i,
     );
 
+    // This machine over SSH, spelled as a loopback address and as localhost: one folder; another
+    // port may be a tunnel to another machine: its own.
+    const here = async (ports: number[]) => {
+      await writeConfig(config, {
+        ...daemonKeys(root),
+        remote_base_path: "/data/incoming",
+        jobs: [
+          {
+            name: "a",
+            watch_path: join(root, "north"),
+            transfer_method: "scp",
+            remote_host: "127.0.0.1",
+            ssh_port: ports[0],
+          },
+          {
+            name: "b",
+            watch_path: join(root, "south"),
+            transfer_method: "rsync",
+            remote_host: "LocalHost",
+            ssh_port: ports[1],
+            remote_base_path: "/data//incoming/",
+          },
+        ],
+      });
+      return await runCli(["config", "validate", "-c", config], { env });
+    };
+    const one = await here([22, 22]);
+    assert.equal(one.code, 2, one.stderr);
+    assert.match(
+      one.stderr,
+      /remote_base_path of job b: job a sends into 127\.0\.0\.1:\/data\/incoming too/,
+    );
+    const tunnels = await here([2222, 2223]);
+    assert.equal(tunnels.code, 0, tunnels.stderr);
+
     await writeConfig(config, {
       ...daemonKeys(root),
       transfer_method: "local",
@@ -214,6 +249,50 @@ Deno.test("a local destination the watch would enter is refused; left out of the
     await writeConfig(config, { ...local, remote_base_path: join(watch, ".out") });
     const hidden = await runCli(["config", "validate", "-c", config], { env });
     assert.equal(hidden.code, 0, hidden.stderr);
+  });
+});
+
+Deno.test("an scp or rsync destination on this machine (a loopback address, localhost, its name) the watch would enter is refused as a local one; a folder elsewhere, or a relative one, is accepted", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const ssh = { ...daemonKeys(root), watch_path: watch, remote_user: "obs", ssh_port: 2222 };
+    const validate = () => runCli(["config", "validate", "-c", config], { env });
+    const hosts = ["127.0.0.1", "localhost", "[::1]", " LocalHost ", Deno.hostname()];
+    for (const [i, remote_host] of hosts.entries()) {
+      const transfer_method = i % 2 === 0 ? "scp" : "rsync";
+      await writeConfig(config, {
+        ...ssh,
+        transfer_method,
+        remote_host,
+        remote_base_path: join(watch, "out"),
+      });
+      const result = await validate();
+      assert.equal(result.code, 2, `${remote_host}: ${result.stderr}`);
+      assert.match(
+        result.stderr,
+        /:\d+: remote_base_path of job default: .*\/watch\/out \(on .*, this machine\) is inside its watch_path .*sent again, without end/,
+      );
+    }
+    for (const remote_base_path of [join(root, "dest"), "out"]) {
+      await writeConfig(config, {
+        ...ssh,
+        transfer_method: "scp",
+        remote_host: "localhost",
+        remote_base_path,
+      });
+      const result = await validate();
+      assert.equal(result.code, 0, `${remote_base_path}: ${result.stderr}`);
+    }
+    // Another machine: its folder is not this one's.
+    await writeConfig(config, {
+      ...ssh,
+      transfer_method: "scp",
+      remote_host: "archive.example.org",
+      remote_base_path: join(watch, "out"),
+    });
+    assert.equal((await validate()).code, 0);
   });
 });
 

@@ -4,7 +4,8 @@
  * with the source's bytes is recorded as sent, for another the file goes beside it (`c~2.fits`,
  * or the next name free), as the run then does. Through the CLI, for a local copy, scp and FTPS;
  * the folder the dry run is typed in is left as it was (an SSH job's socket goes elsewhere). A dry
- * run stopped by Ctrl-C while it asks an SSH destination leaves no shared connection behind.
+ * run stopped by Ctrl-C while it asks an SSH destination leaves no shared connection behind; one
+ * that cannot ask it (its server down) lists the files where they are planned, and exits 1.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -149,6 +150,30 @@ Deno.test("run --dry-run names the place run takes beside files at the destinati
         env: box.env,
         owner: sshd,
       });
+    } finally {
+      await Deno.remove(box.root, { recursive: true });
+    }
+  } finally {
+    await sshd.stop();
+  }
+});
+
+Deno.test("run --dry-run that cannot ask the destination (its SSH server down) lists the files as planned and exits 1", async () => {
+  const sshd = await startSshd();
+  try {
+    const box = await sshSandbox(sshd, "scp");
+    try {
+      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(200));
+      await Deno.utime(join(box.watch, "a.fits"), EVENING, EVENING);
+      await sshd.halt();
+      const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+      assert.equal(dry.code, 1, dry.stdout + dry.stderr);
+      assert.match(dry.stdout, /would transfer .*a\.fits -> .*\/20240315\/a\.fits/);
+      assert.match(dry.stdout, /cannot ask the destination which of the names planned hold a file/);
+      assert.match(
+        dry.stderr,
+        /^error: The dry run could not ask the destination what it holds \(job default: .+\): its files are listed where they are planned/m,
+      );
     } finally {
       await Deno.remove(box.root, { recursive: true });
     }

@@ -78,6 +78,33 @@ Deno.test("resend that chooses nothing exits 1, saying why on stderr: a night wi
     night.stderr.trim(),
     "error: Nothing to send again: no file that arrived went to night folder 20200101",
   );
+  // Both choices said: a.fits is there, in another night.
+  const elsewhere = await runCli(
+    ["resend", "--night", "20200101", "--name", "a.fits", "-c", box.config],
+    { env: box.env },
+  );
+  assert.equal(elsewhere.code, 1, elsewhere.stderr);
+  assert.equal(
+    elsewhere.stderr.trim(),
+    "error: Nothing to send again: no file that arrived matches --name a.fits and went to night " +
+      "folder 20200101",
+  );
+  // Choices that contradict or repeat are refused, before anything is chosen.
+  for (
+    const [args, said] of [
+      [
+        ["--night", "20240315", "--night", "20200101"],
+        /--night is given twice \(20240315, then 20200101\)/,
+      ],
+      [["--date", "2024-03-15", "--date", "2024-03-16"], /--date is given twice/],
+      [["--night", "20240315", "--all"], /--all is every file that arrived, .*give --all alone/],
+      [["--all", "--name", "a.fits"], /--all is every file that arrived/],
+    ] as const
+  ) {
+    const refused = await runCli(["resend", ...args, "-c", box.config], { env: box.env });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, said);
+  }
   const chosen = await runCli(["resend", "--night", "20240315", "--dry-run", "-c", box.config], {
     env: box.env,
   });

@@ -16,6 +16,7 @@ import {
   imageCards,
   int16Data,
 } from "../../helpers/fits.ts";
+import { withTempDir } from "../../helpers/files.ts";
 
 type NightRule = Pick<JobConfig, "night_date_source" | "night_rollover_hour" | "night_timezone">;
 
@@ -31,14 +32,6 @@ function rule(source: NightRule["night_date_source"], rolloverHour = 0, timeZone
 }
 
 /** Run `body` with a fresh temp dir, removed afterwards. */
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "image-transfer-destination-" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Write a small FITS image with the given extra cards under `dir`. */
 async function writeImage(dir: string, name: string, cards: string[]): Promise<PlannedFile> {

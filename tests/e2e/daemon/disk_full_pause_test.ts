@@ -259,8 +259,15 @@ for (const [how, overrides] of INODE_CASES) {
 
 /**
  * Run `fn` with a local job of one transfer at a time (sizes verified) whose destination is a
- * 1 MiB tmpfs meanwhile, its watch folder made, and the log lines captured.
+ * 1 MiB tmpfs meanwhile, half of it taken by another's file ({@linkcode FILLER_BYTES}: a file of
+ * {@linkcode LARGE_BYTES} waits for room, though it would fit the whole file system), its watch
+ * folder made, and the log lines captured.
  */
+/** What another has at the 1 MiB destination of {@linkcode withFullLocalJob}. */
+const FILLER_BYTES = 500 * 1024;
+/** Larger than the room {@linkcode FILLER_BYTES} leaves, smaller than the file system. */
+const LARGE_BYTES = 800 * 1024;
+
 async function withFullLocalJob(
   prefix: string,
   fn: (box: {
@@ -277,6 +284,7 @@ async function withFullLocalJob(
   try {
     await withTmpfsRun(dest, "1m", async ({ runtime, logs }) => {
       await Deno.mkdir(job.watch_path, { recursive: true });
+      await Deno.writeFile(join(dest, ".not the job's"), randomBytes(FILLER_BYTES));
       await fn({ job, dest, root, runtime, logs });
     });
   } finally {
@@ -291,9 +299,9 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
       files.set(name, randomBytes(bytes));
       await Deno.writeFile(join(job.watch_path, name), files.get(name)!);
     };
-    // Larger than the whole destination: they cannot arrive until it grows.
+    // Larger than the room at the destination: they cannot arrive until it grows.
     for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
-      await write(name, 2 * 1024 * 1024);
+      await write(name, LARGE_BYTES);
     }
     // The transport measures no free space here: every probe reaches the destination.
     const probing = probingRunner(job, join(root, "state"), runtime);
@@ -303,7 +311,7 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
     const passedOver: string[] = [];
     transport.onSend = (items) => {
       const waiting = small.filter((name) => state(name) === "pending");
-      if (waiting.length > 0 && items.some((item) => item.size > 1024 * 1024)) {
+      if (waiting.length > 0 && items.some((item) => item.size >= LARGE_BYTES)) {
         passedOver.push(`${items.map((item) => item.source).join(", ")} before ${waiting}`);
       }
     };
@@ -338,8 +346,8 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
 
 Deno.test("disk full (local): files smaller than every one refused for room go at once, not at the next probe", async () => {
   await withFullLocalJob("itx-full-offer-", async ({ job, dest, root, runtime, logs }) => {
-    // Larger than the whole destination: the job pauses for room and never gets it.
-    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
+    // Larger than the room at the destination: the job pauses for room and never gets it.
+    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(LARGE_BYTES));
     // A probe only every ten minutes: what arrives meanwhile went because it was offered.
     const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
     const { ledger, runner } = probing;
@@ -371,7 +379,7 @@ Deno.test("disk full (local): files smaller than every one refused for room go a
 
 Deno.test("disk full (local): a small file queued while a large one is tried goes when that one is refused, not at the next probe", async () => {
   await withFullLocalJob("itx-full-queued-", async ({ job, dest, root, runtime, logs }) => {
-    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
+    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(LARGE_BYTES));
     // A probe only every ten minutes: what arrives meanwhile went because it was offered.
     const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
     const { ledger, transport, runner } = probing;

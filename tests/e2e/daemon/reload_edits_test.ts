@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { reloadDaemon, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
@@ -163,4 +163,63 @@ Deno.test("a reload that adds only keys the jobs' method ignores (ssh_port to lo
   );
   // Not stopped and started again.
   assert.equal(log.split("Watching ").length - 1, 2, log);
+});
+
+Deno.test("a job failing for its one file that keeps failing watches again when a reload's patterns leave that file out", async () => {
+  await using d = await startStatusDaemon({
+    retry_attempts: 1,
+    retry_delay_seconds: 0.5,
+    retry_max_delay_seconds: 600,
+  });
+  type Jobs = { jobs: { job: string; state: string; failed: number }[] };
+  const job = async () => (await getJson<Jobs>(d.base, "/api/status")).jobs[0];
+  // Its folder at the destination is a file in the way: the file cannot arrive.
+  await Deno.mkdir(join(d.watch, "sub"));
+  await Deno.writeFile(join(d.watch, "sub", "z.fits"), randomBytes(2000));
+  await Deno.utime(join(d.watch, "sub", "z.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+  const night = "20240315";
+  await Deno.mkdir(join(d.dest, night), { recursive: true });
+  await Deno.writeTextFile(join(d.dest, night, "sub"), "in the way");
+  await waitFor(async () => (await job()).state === "failing", 60_000, "the job failing");
+  const text = await Deno.readTextFile(d.config);
+  await Deno.writeTextFile(
+    d.config,
+    text.replace("retry_attempts", `exclude_patterns: ["sub/"]\nretry_attempts`),
+  );
+  await reloadDaemon(d.daemon, 1);
+  await d.daemon.waitForOutput(/Dropped .*z\.fits: it is left out by its file_patterns/);
+  await waitFor(async () => (await job()).state === "watching", 30_000, "the job watching again");
+  assert.equal((await job()).failed, 0);
+  // It works: a file of the watch folder arrives.
+  const bytes = randomBytes(3000);
+  await Deno.writeFile(join(d.watch, "ok.fits"), bytes);
+  await Deno.utime(join(d.watch, "ok.fits"), 0, new Date("2024-03-15T21:00:00Z"));
+  await waitFor(
+    () => Deno.stat(join(d.dest, night, "ok.fits")).then(() => true, () => false),
+    30_000,
+    "ok.fits",
+  );
+  assert.deepEqual(await Deno.readFile(join(d.dest, night, "ok.fits")), bytes);
+});
+
+Deno.test("a stop while the probe of a paused job is on its way does not say the destination takes files again", async () => {
+  await using box = await cliSandbox({ name: "cam", min_free_space: "900 TB" });
+  await Deno.writeFile(join(box.watch, "big.fits"), randomBytes(6_000_000));
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("is full");
+    // Room again, and a slow copy: the probe is under way when the daemon stops.
+    await box.rewrite({ name: "cam", bandwidth_limit: "1MB/s" });
+    await reloadDaemon(daemon, 1);
+    await waitFor(
+      async () => (await listFiles(box.dest).catch(() => [])).length > 0,
+      30_000,
+      "the probe's copy begun",
+    );
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  assert.match(log, /Stopped: 0 file\(s\) sent/);
+  assert.doesNotMatch(log, /takes files again/, log);
 });

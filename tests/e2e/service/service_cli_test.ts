@@ -430,7 +430,7 @@ Deno.test("install-service --os windows: a watch folder on a //server/share path
     assert.doesNotMatch(logon.stderr, /Windows share/);
   }));
 
-Deno.test("install-service --os windows --print here: a config written for Windows (drive paths) is planned, its paths warned of; for this OS refused", () =>
+Deno.test("install-service --os windows --print here: a config written for Windows (drive paths) is planned without a word of its paths; for macOS they are warned of; for this OS refused", () =>
   withHome(async ({ config, env }) => {
     await Deno.writeTextFile(
       config,
@@ -448,15 +448,22 @@ Deno.test("install-service --os windows --print here: a config written for Windo
     });
     assert.equal(planned.code, 0, planned.stderr);
     assert.match(planned.stdout, /<Task version=/);
+    // Windows paths in a Windows task: that machine's, as they should be.
+    assert.doesNotMatch(planned.stderr, /Windows path|refuses it/);
+    const mac = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
+      env,
+    });
+    assert.equal(mac.code, 0, mac.stderr);
     for (const [line, key] of [[1, "watch_path of job default"], [2, "state_dir"]] as const) {
       assert.match(
-        planned.stderr,
+        mac.stderr,
         new RegExp(
-          `^warning: .*config\\.yaml:${line}: ${key}: .* is a Windows path .*\`run\` refuses it on this machine$`,
+          `^warning: .*config\\.yaml:${line}: ${key}: .* is a Windows path .*which macOS does not have; .*$`,
           "m",
         ),
       );
     }
+    assert.doesNotMatch(mac.stderr, /on this machine$/m);
     const here = await runCli(["-c", config, "install-service", "--print"], { env });
     assert.equal(here.code, 2, here.stdout);
     assert.match(here.stderr, /^error: .*config\.yaml:2: state_dir: .* is a Windows path/);

@@ -111,7 +111,8 @@ Deno.test("doctor over SSH says what run does of a destination folder gone, refu
       assert.match(
         again.stdout,
         new RegExp(
-          `FAIL  destination folder: .*:${link}: it is a symbolic link to ${real}, which does ` +
+          `FAIL  destination folder: .*:${link}: the destination folder ${link} is a symbolic ` +
+            `link to ${real}, which does ` +
             `not exist, and no folder is made through it: make ${real} there`,
         ),
       );
@@ -146,6 +147,28 @@ Deno.test("doctor over SSH says what run does of a destination folder gone, refu
       },
     );
 
+    await t.step(
+      "a destination folder there that refuses new folders, retried: said so, no file arrived",
+      async () => {
+        // A retry: the file tried again is its own failure, said as what it is.
+        const box = await sshSandbox(sshd, "scp", { retry_attempts: 1, retry_delay_seconds: 1 });
+        await Deno.chmod(box.remote, 0o555);
+        await Deno.writeTextFile(join(box.watch, "a.fits"), "a\n");
+        const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, /may not write into the destination folder/);
+        assert.match(
+          run.stderr,
+          new RegExp(
+            `may not make this file's folder in the destination folder ${box.remote} ` +
+              "\\(permission denied; no new folder can be made there\\): make its folder there, " +
+              "or fix the owner or permissions of the destination folder",
+          ),
+        );
+        assert.doesNotMatch(run.stderr, /files whose folder is there arrive/);
+      },
+    );
+
     await t.step("a test folder that could not be removed is said, not ok", async () => {
       const box = await sshSandbox(sshd, "scp");
       await Deno.writeTextFile(noRmdir, "");
@@ -164,6 +187,47 @@ Deno.test("doctor over SSH says what run does of a destination folder gone, refu
   } finally {
     await sshd.stop();
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** What `run` says of a base path `link` that is a symbolic link to `target`, which is not there. */
+function danglingRun(link: string, target: string): RegExp {
+  return new RegExp(
+    `the destination folder ${link} is a symbolic link to ${target}, which does not exist, and ` +
+      `no folder is made through it: make ${target}`,
+  );
+}
+
+Deno.test("run over SSH names a destination folder that is a symbolic link to nothing", async (t) => {
+  const sshd = await startSshd();
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      await t.step(
+        `${method}: no file arrived before: the link and its target, not mkdir's words`,
+        async () => {
+          const box = await sshSandbox(sshd, method, { retry_attempts: 0 });
+          try {
+            const real = join(box.remote, "real");
+            const link = join(box.remote, "link");
+            await Deno.symlink(real, link);
+            await rebase(box.config, box.remote, link);
+            await Deno.writeTextFile(join(box.watch, "a.fits"), "first night\n");
+            const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+            assert.equal(run.code, 1, run.stderr);
+            assert.match(run.stderr, danglingRun(link, real));
+            assert.doesNotMatch(run.stderr, /File exists/);
+            assert.ok(!(await exists(real)), "nothing made through the link");
+            const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+            assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+            assert.match(doctor.stdout, danglingRun(link, real), "doctor says what run says");
+          } finally {
+            await Deno.remove(box.root, { recursive: true });
+          }
+        },
+      );
+    }
+  } finally {
+    await sshd.stop();
   }
 });
 
@@ -215,11 +279,21 @@ Deno.test("doctor with the local method says what run does of a destination fold
       assert.match(
         doctor.stdout,
         new RegExp(
-          `FAIL  destination folder: ${link}: it is a symbolic link to ${real}, which does not ` +
+          `FAIL  destination folder: ${link}: the destination folder ${link} is a symbolic link ` +
+            `to ${real}, which does not ` +
             "exist, and no folder is made through it",
         ),
       );
       assert.doesNotMatch(doctor.stdout, /the first transfer makes it/);
+
+      // run says the same, not mkdir's "File exists", and makes nothing through the link.
+      await Deno.writeTextFile(join(watch, "a.fits"), "first night\n");
+      const run = await runCli(["run", "--once", "-c", config]);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, danglingRun(link, real));
+      assert.doesNotMatch(run.stderr, /File exists/);
+      assert.ok(!(await exists(real)), "nothing made through the link");
+      await Deno.remove(join(watch, "a.fits"));
     });
   } finally {
     await Deno.remove(root, { recursive: true });

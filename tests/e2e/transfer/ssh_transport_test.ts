@@ -208,6 +208,31 @@ for (const method of ["scp", "rsync"] as const) {
       );
 
       await t.step(
+        "a large file written in place while the upload program sends it, its size and mtime set back, fails retryably and does not arrive",
+        async () => {
+          const settings = { verify_transfer: "size", bandwidth_limit: "2MiB/s" } as const;
+          await withTransport(sshd, method, settings, async ({ src, dst, transport }) => {
+            // 9 MiB (the upload program's, not one call's) at 2 MiB/s: over 4 s, whatever the load.
+            const item = await makeItem(src, "20240329/kept.fits", randomBytes(9 << 20));
+            const sending = transport.send([item], never);
+            await waitFor(async () =>
+              (await listFolders(dst)).some((rel) => rel.split("/").some(isTempName))
+            );
+            // The runtime gives the change time to the second: the write comes in a later one.
+            await new Promise((resolve) => setTimeout(resolve, 1100));
+            const file = await Deno.open(item.source, { write: true });
+            await file.write(randomBytes(4096));
+            file.close();
+            await Deno.utime(item.source, new Date(item.mtimeMs), new Date(item.mtimeMs));
+            const [outcome] = await sending;
+            assert.equal(outcome.error?.kind, "retry", String(outcome.error));
+            assert.match(outcome.error!.message, /written to or its attributes changed/);
+            assert.equal(await exists(join(dst, "20240329", "kept.fits")), false);
+          });
+        },
+      );
+
+      await t.step(
         "concurrent sends on one transport share the connection and all arrive",
         async () => {
           await withTransport(sshd, method, {}, async ({ src, dst, transport, runtime }) => {
@@ -897,5 +922,30 @@ Deno.test("scp and rsync: a night folder removed while the copies of a batch are
   } finally {
     await sshd.stop();
     await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("scp: a file whose upload needs longer than transfer_timeout_seconds (a large file on a slow link) is given twice as long at each next attempt, so it arrives; then the timeout is the configured one again", async () => {
+  const sshd = await startSshd();
+  try {
+    // 3 MB at 1 MB/s: about 3 s of upload against a 1 s timeout.
+    const slow = { transfer_timeout_seconds: 1, bandwidth_limit: "1MB/s" };
+    await withTransport(sshd, "scp", slow, async ({ src, dst, transport }) => {
+      const item = await makeItem(src, "20240601/big frame.fits", randomBytes(3_000_000));
+      const given: number[] = [];
+      let outcome: TransferOutcome | undefined;
+      for (let attempt = 1; attempt <= 8 && outcome?.error !== null; attempt++) {
+        given.push(transport.longestCallMs!([item]));
+        [outcome] = await transport.send([item], never);
+        if (outcome.error !== null) assert.match(outcome.error.message, /scp timed out after/);
+      }
+      assert.equal(outcome?.error, null, `arrived after ${given.length} attempt(s)`);
+      assert.ok(given.length >= 2, "the first attempt timed out");
+      assert.deepEqual(given, given.map((_, i) => 1000 * 2 ** i), "twice as long each time");
+      await assertDelivered(dst, [item]);
+      assert.equal(transport.longestCallMs!([item]), 1000, "the configured timeout again");
+    });
+  } finally {
+    await sshd.stop();
   }
 });

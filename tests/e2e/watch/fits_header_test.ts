@@ -19,20 +19,13 @@ import {
   int16Data,
   longStringCards,
 } from "../../helpers/fits.ts";
+import { withTempDir } from "../../helpers/files.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/fits/", import.meta.url));
 const LONG_NOTE = "Guiding lost twice near the meridian; operator's note: 'flip' done at 01:10, " +
   "then refocused on HD 12345 with the ''blue'' filter.";
 
 /** Run `body` with a fresh temp dir, removed afterwards. */
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "image-transfer-fits-" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** A 16-bit image whose header has more than 36 cards, so it spans two blocks. */
 function twoBlockImage(): Uint8Array {

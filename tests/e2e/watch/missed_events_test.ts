@@ -72,9 +72,15 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
     );
     assert.equal(result.found, 3);
     assert.deepEqual(result.unwatched, ["night/silent"], "new files written a while ago, no event");
-    // e.fits is overdue; the others were just written, their events may still be on the way.
+    // e.fits is overdue; the others were written as their folders were made (just now, in this
+    // test): before their watch, maybe; for LostEvents to tell.
     assert.equal(result.overdue, 1);
-    assert.deepEqual(result.fresh.sort(), ["night/fresh/f.fits", "night/new/d.fits"]);
+    assert.deepEqual(result.fresh, []);
+    assert.deepEqual(result.missedIn, ["night/silent"], "where the missed files are");
+    assert.deepEqual(
+      result.newFolders,
+      new Map([["night/new", ["night/new/d.fits"]], ["night/fresh", ["night/fresh/f.fits"]]]),
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -97,7 +103,14 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
       isClosed: () => false,
     });
     assert.deepEqual(seen, ["a.fits"]);
-    assert.deepEqual(result, { found: 0, overdue: 0, fresh: [], unwatched: [] });
+    assert.deepEqual(result, {
+      found: 0,
+      overdue: 0,
+      fresh: [],
+      unwatched: [],
+      newFolders: new Map(),
+      missedIn: [],
+    });
     assert.deepEqual(errors, [join(root, "gone")]);
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -313,27 +326,37 @@ Deno.test("MissedFiles: a warning over many folders names how many and the first
   }
 });
 
-Deno.test("LostEvents: a loss found is told at once, and again with the next read after the watcher was quiet (events queued ahead of it handled by then), then no more", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
-  const logs = await captureLogs();
+/**
+ * `LostEvents` over `root` whose re-reads give their files to `onFound` (it returns those new);
+ * `lost`: the starts of the losses told; `unwatched`: the folders told as never reported.
+ */
+function lostEventsOf(root: string, onFound: (files: FoundFile[]) => FoundFile[]) {
   const lost: number[] = [];
-  let reads = 0;
-  let missing = true; // The first read finds a file no event told of; later ones nothing new.
+  const unwatched: string[][] = [];
   const events = new LostEvents({
     job: "test",
     root,
     filter,
-    onFound: (files) => {
-      reads++;
-      const found = missing ? files : [];
-      missing = false;
-      return found;
-    },
+    onFound,
     onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
     skip: () => false,
     polled: () => false,
-    onUnwatched: () => {},
+    onUnwatched: (folders) => unwatched.push(folders),
     onLost: (beforeMs) => lost.push(beforeMs),
+  });
+  return { events, lost, unwatched };
+}
+
+Deno.test("LostEvents: a loss found is told at once, and again with the next read after the watcher was quiet (events queued ahead of it handled by then), then no more", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  const logs = await captureLogs();
+  let reads = 0;
+  let missing = true; // The first read finds a file no event told of; later ones nothing new.
+  const { events, lost } = lostEventsOf(root, (files) => {
+    reads++;
+    const found = missing ? files : [];
+    missing = false;
+    return found;
   });
   try {
     await put(root, "night/a.fits");
@@ -354,6 +377,49 @@ Deno.test("LostEvents: a loss found is told at once, and again with the next rea
     await waitFor(() => reads === 3, 30_000, "the third read");
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(lost.length, 2, "settled: no loss told any more");
+  } finally {
+    events.close();
+    await logs.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("LostEvents: files written into a folder as it was made, found by a re-read before its creation was told, are normal (no warning, no rewatch, no loss); a new folder never told of still is", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  const logs = await captureLogs();
+  const seen = new Set<string>();
+  let reads = 0;
+  const { events, lost, unwatched } = lostEventsOf(root, (files) => {
+    reads++;
+    return files.filter((f) => !seen.has(f.relPath) && seen.add(f.relPath));
+  });
+  try {
+    // A new night folder, made and written into at once: written before the watch covered it, as
+    // is normal.
+    await put(root, "night/a.fits");
+    await put(root, "night/b.fits");
+    // A folder no event ever tells of (its watch is missing), made and written into the same way.
+    await put(root, "silent/c.fits");
+    // The root had an event (the new folders'), and the re-read runs before the watcher's event
+    // for "night" itself is handled (a busy burst): it is told after the read.
+    events.mark([""]);
+    await waitFor(() => reads >= 2, 30_000, "the re-read");
+    events.heard("night", true);
+    const warnings = () => logs.records.filter((r) => r.level === "warning");
+    await waitFor(() => warnings().length > 0, 30_000, "the silent folder said");
+    // Before: "The watcher missed 3 new file(s) in <root>" (the watch folder itself).
+    assert.deepEqual(warnings()[0].properties.folders, [join(root, "silent")]);
+    assert.equal(warnings()[0].properties.count, 1);
+    await waitFor(() => unwatched.length > 0, 30_000, "the silent folder watched again");
+    assert.deepEqual(unwatched, [[join(root, "silent")]], "only the folder never told of");
+    assert.deepEqual(
+      [...seen].sort(),
+      ["night/a.fits", "night/b.fits", "silent/c.fits"],
+      "every file found",
+    );
+    await new Promise((r) => setTimeout(r, 2500)); // Anything a fresh file's wait would say.
+    assert.equal(warnings().length, 1, JSON.stringify(warnings().map((r) => r.message)));
+    assert.equal(lost.length, 1, "told once, for the silent folder");
   } finally {
     events.close();
     await logs.stop();

@@ -238,6 +238,21 @@ Deno.test("failureScope: the connection, a destination folder that is gone, or t
   assert.equal(scope("Cannot send a.fits: a file named 20240315 is in the way at /data"), "file");
 });
 
+Deno.test("folderFailedReason: a file's folder that is there but refuses the login its upload folder is said as such, not as a folder that cannot be made", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const message =
+    "mkdir: cannot create directory '/data/20240315/ro/.incoming-b8ac-x1.image-transfer-partial': Permission denied";
+  const { what, reason } = folderFailedReason({ message, inBase: false }, context, "/data");
+  assert.equal(what, "its upload folder in /data/20240315/ro");
+  assert.match(reason, /may not write/);
+  // The file's own folder not made: no words of its own (the batch says "the folder").
+  const own = "mkdir: cannot create directory '/data/20240315/ro': Permission denied";
+  assert.equal(
+    folderFailedReason({ message: own, inBase: false }, context, "/data").what,
+    undefined,
+  );
+});
+
 Deno.test("failureScope: a folder made in the destination folder the login may not write is the destination's; one below it is the file's", () => {
   const context = { host: "freya", destination: "obs@freya", port: null };
   // How an SSH batch words a folder its `make_folders` could not make (`transfer/ssh/batch.ts`).
@@ -278,6 +293,10 @@ Deno.test("BaseRefusals: a destination folder the login may not write into is th
   // Nothing arrived: every file is refused alike, the job pauses.
   assert.equal(refusals.of(refused, 0), refused);
   assert.equal(refusals.of(refused, 0), refused);
+  // One tried again (run --once: nothing pauses) is its own, never said as one of many that go.
+  const retried = refusals.of(refused, 1);
+  assert.match(retried.message, /\(permission denied; no new folder can be made there\): make/);
+  assert.doesNotMatch(retried.message, /files whose folder is there arrive/);
   // Tonight's files arrive (their night folder is there): the next refusal is the file's own.
   refusals.arrived();
   const own = refusals.of(refused, 0);
@@ -285,6 +304,7 @@ Deno.test("BaseRefusals: a destination folder the login may not write into is th
   assert.equal(own.kind, "retry");
   assert.match(own.message, /may not make this file's folder in the destination folder \/data /);
   assert.match(own.message, /make its folder there, or fix the owner or permissions/);
+  assert.match(own.message, /files whose folder is there arrive/);
   assert.equal(attemptOutcome(attempt({ error: own })).next.kind, "retry");
   // Its next try, nothing arrived meanwhile: still its own (it counts attempts, a hold does not).
   assert.equal(failureScope(refusals.of(refused, 1)), "file");

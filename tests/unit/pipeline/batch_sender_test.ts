@@ -239,6 +239,7 @@ for (const restarts of [1, 2]) {
       assert.equal(await sender(job, next, transport).send(batch), 3);
       assert.equal(sent, 0, "none sent again");
       assert.equal(logs.count("info", "had arrived at"), 1, "said once for the batch");
+      assert.equal(logs.count("info", "the count is this batch's"), 1, "said as the batch's");
       assert.equal(logs.count("info", "Successfully transferred"), 3);
       const said =
         "before the last stop or in an attempt cut off after its rename: recorded, not sent";

@@ -318,3 +318,40 @@ Deno.test("Intake: a file that gave up, told removed, whose name cannot be looke
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("Intake: a queued file replaced by a folder of its name is dropped as such (its row goes), whatever the folder holds", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  const job = localTestJob(root, { stability_window_seconds: 0.2 });
+  await Deno.mkdir(job.watch_path, { recursive: true });
+  const at = join(job.watch_path, "rep.fits");
+  await Deno.writeFile(at, new Uint8Array(4096).fill(3));
+  const looked: string[] = [];
+  const opened = openIntake(root, job, async (path) => {
+    looked.push(path);
+    return (await Deno.stat(path).catch(() => null))?.isDirectory === true;
+  });
+  const { table, intake, state } = opened;
+  const logs = await captureLogs();
+  try {
+    intake.activity(at, "rep.fits", "closed");
+    await waitFor(() => state.queued.length > 0, 20_000, "the file queued");
+    assert.equal(table.rows.get("rep.fits")?.state, "pending");
+    await Deno.remove(at);
+    await Deno.mkdir(at);
+    await Deno.writeFile(join(at, "inner.fits"), new Uint8Array(100));
+    intake.activity(at, "rep.fits", "removed");
+    await waitFor(
+      () => logs.records.some((r) => String(r.rawMessage).startsWith("Dropped")),
+      20_000,
+      "the file said dropped",
+    );
+    assert.deepEqual(looked, [at]);
+    const dropped = logs.records.find((r) => String(r.rawMessage).startsWith("Dropped"));
+    assert.equal(String(dropped?.rawMessage), "Dropped {path}: a folder took its name");
+    assert.equal(table.rows.get("rep.fits"), undefined);
+  } finally {
+    await logs.stop();
+    await opened.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});

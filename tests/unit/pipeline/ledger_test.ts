@@ -730,7 +730,7 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
   });
 });
 
-Deno.test("doneVersions, doneAmong: done for this destination or recorded before destinations were, in order; else undefined", async () => {
+Deno.test("doneVersions, doneVersion, doneAmong: done for this destination or recorded before destinations were, in order; else undefined", async () => {
   await withLedger((ledger) => {
     const table = files(ledger, "job");
     for (const rel of ["a.fits", "b.fits", "c.fits"]) table.enqueue(rel, FILE);
@@ -767,6 +767,10 @@ Deno.test("doneVersions, doneAmong: done for this destination or recorded before
     const mixed = ["old.fits", "both.fits", "pending.fits", "d.fits"];
     assert.deepEqual(table.doneVersions(mixed), [older, version, older, undefined]);
     assert.deepEqual(table.doneAmong(mixed), [true, true, true, false]);
+    // One path at a time, the same answers.
+    for (const rel of [...asked, ...mixed]) {
+      assert.deepEqual(table.doneVersion(rel), table.doneVersions([rel])[0], rel);
+    }
     // Asked inside a write transaction, it sees that transaction's rows.
     ledger.write(() => {
       markDone(table, "b.fits");

@@ -96,6 +96,38 @@ Deno.test("http server: two requests on one kept-alive connection, then closed w
   client.close();
 });
 
+Deno.test("http server: a request refused with 401 or 403 is answered, then its connection closed though kept alive", async () => {
+  const server = await serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls: null, limits: { idleMs: 10_000 }, onError: () => {} },
+    (request) => {
+      const path = new URL(request.url).pathname;
+      return new Response(`${path}\n`, {
+        status: path === "/401" ? 401 : path === "/403" ? 403 : 200,
+      });
+    },
+  );
+  try {
+    for (const status of [401, 403]) {
+      const client = await RawClient.open(server.addr.port);
+      await client.send(`GET /${status} HTTP/1.1\r\nhost: h\r\n\r\n`);
+      const answer = await client.readToEnd(); // The server ends it, before its idle time.
+      assert.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `));
+      assert.match(answer, /connection: close\r\n/);
+      assert.match(answer, new RegExp(`/${status}\n$`));
+      client.close();
+    }
+    // An answered request keeps its connection for the next.
+    const kept = await RawClient.open(server.addr.port);
+    await kept.send("GET /a HTTP/1.1\r\nhost: h\r\n\r\n");
+    await kept.readUntil(/\/a\n$/);
+    await kept.send("GET /b HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert.doesNotMatch(await kept.readUntil(/\/b\n$/), /connection: close/);
+    kept.close();
+  } finally {
+    await server.shutdown(0);
+  }
+});
+
 Deno.test("http server: a body in chunks and Expect: 100-continue reach the handler whole", async () => {
   await using server = await echoServer();
   const chunked = await RawClient.open(server.addr.port);

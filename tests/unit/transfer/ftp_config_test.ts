@@ -3,6 +3,8 @@
  */
 import assert from "node:assert/strict";
 import { jobSchema } from "../../../src/config/schema.ts";
+import { type FtpJob, ftpPassword } from "../../../src/transfer/ftp/connect.ts";
+import { TransferError } from "../../../src/errors.ts";
 
 const BASE = {
   watch_path: "/data/in",
@@ -46,4 +48,24 @@ Deno.test("ftp password file and variable together and bad values are refused; a
   );
   assert.match(problems({ ftp_tls: "implicit" }).join("\n"), /ftp_tls/);
   assert.match(problems({ ftp_port: 70000 }).join("\n"), /ftp_port/);
+});
+
+Deno.test("a login whose ftp_password_file is gone says so without its name (it may be the password itself)", () => {
+  const job = {
+    ...jobSchema.parse({
+      ...BASE,
+      remote_user: "obs",
+      ftp_password_file: "/nowhere/Hunter2-S3cret",
+    }),
+    name: "default",
+  } as unknown as FtpJob;
+  // Before: "FTP password: cannot read ftp_password_file /nowhere/Hunter2-S3cret: No such file…".
+  assert.throws(
+    () => ftpPassword(job),
+    (error: Error) =>
+      error instanceof TransferError && !error.message.includes("Hunter2") &&
+      error.message ===
+        "FTP password: ftp_password_file: the file it names does not exist (its name is not " +
+          "shown: it may be the password itself); give the path of a file that holds the password",
+  );
 });

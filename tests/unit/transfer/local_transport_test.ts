@@ -236,6 +236,33 @@ Deno.test("LocalTransport: a source rewritten while it is copied fails retryably
     assert.deepEqual(await listFiles(dest), [], "no copy left behind");
   });
 });
+Deno.test("LocalTransport: a source written in place while it is copied, its size and mtime set back, fails retryably", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(
+      localJob(dest, { verify_transfer: "checksum", bandwidth_limit: "1MiB/s" }),
+    );
+    // 4 MiB at 1 MiB/s: the copy takes 4 s, whatever the machine's load.
+    const item = await source(src, "kept.fits", randomBytes(4 << 20));
+    const sending = transport.send([item], new AbortController().signal);
+    await waitFor(async () =>
+      (await listFiles(dest).catch(() => [])).some((path) => isTempName(basename(path)))
+    );
+    // The runtime gives the change time to the second: the write comes in a later one.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Its first bytes rewritten, then its mtime set back (`touch -r`): size and mtime as judged.
+    const file = await Deno.open(item.source, { write: true });
+    await file.write(randomBytes(4096));
+    file.close();
+    const mtime = new Date(item.mtimeMs);
+    await Deno.utime(item.source, mtime, mtime);
+    const [outcome] = await sending;
+    assert.ok(outcome.error instanceof TransferError, "a copy of two versions must not arrive");
+    assert.equal(outcome.error.kind, "retry");
+    assert.match(outcome.error.message, /written to or its attributes changed while it was read/);
+    assert.deepEqual(await listFiles(dest), [], "no copy left behind");
+  });
+});
+
 Deno.test("LocalTransport: a missing source fails that item only", async () => {
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));

@@ -12,9 +12,11 @@ import {
   CommandError,
   failureScope,
   isDestinationFull,
+  lastLine,
   ownFolderRefused,
   TransferError,
 } from "../../../src/errors.ts";
+import { noCommandsReason } from "../../../src/transfer/no_commands.ts";
 import { runHere } from "../../../src/process/run_here.ts";
 import { noSftpReason } from "../../../src/transfer/ssh/sftp_subsystem.ts";
 
@@ -169,6 +171,31 @@ Deno.test("network failures are retryable", () => {
     classifyText("ssh: connect to host freya port 2222: Connection refused", context, 255).reason,
     /check that the host is up and reachable and that sshd listens on port 2222/,
   );
+  // A connection cut during a call is said as such (the job's connection still), not as one that
+  // could not be made; one cut while it was being made is the latter.
+  for (
+    const text of [
+      "Connection to freya closed by remote host.",
+      "client_loop: send disconnect: Broken pipe",
+      "Read from remote host freya: Connection reset by peer",
+    ]
+  ) {
+    const { kind, reason } = classifyText(text, context, 255, "ssh");
+    assert.equal(kind, "retry", text);
+    assert.match(reason, /^the connection to freya failed: it was cut during a call/, text);
+    assert.equal(
+      failureScope(new TransferError(`Cannot send a.fits: ${reason}`, kind)),
+      "connection",
+    );
+  }
+  for (
+    const text of [
+      "kex_exchange_identification: read: Connection reset by peer",
+      "ssh: connect to host freya port 22: Connection timed out\nlost connection",
+    ]
+  ) {
+    assert.match(classifyText(text, context, 255, "ssh").reason, /sshd listens on port/, text);
+  }
   // A port given in ssh_options is the one named (and scanned for a host key).
   const byOption = { host: "freya", destination: "obs@freya", port: null, options: ["Port=18623"] };
   assert.match(
@@ -554,4 +581,25 @@ Deno.test("a destination folder not there whose folder above refuses it fails th
   // The job pauses on it (a daemon), and no file is said to fail on its own folder alone.
   assert.equal(failureScope(error), "destination");
   assert.equal(ownFolderRefused(error), null);
+});
+
+Deno.test("lastLine (errors.ts): the last non-empty line, trimmed, capped where asked; a login that runs no commands quotes at most 200 characters of it", () => {
+  assert.equal(lastLine("first\n  second line  \n\n \n"), "second line");
+  assert.equal(lastLine(" \n\n"), "");
+  assert.equal(lastLine("a\nabcdef", { cap: 3 }), "abc");
+  assert.equal(lastLine("", { cap: 3 }), "");
+  const long = "x".repeat(300);
+  assert.equal(lastLine(`earlier\n${long}\n`), long);
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const run = {
+    argv: ["ssh", "freya", "true"],
+    code: 1,
+    signal: null,
+    timedOut: false,
+    stderr: `said first\n${long}\n`,
+    durationMs: 5,
+  };
+  const reason = noCommandsReason(context, run, true) ?? "";
+  assert.ok(reason.includes(`the server said: "${"x".repeat(200)}"`), reason);
+  assert.ok(!reason.includes("x".repeat(201)), reason);
 });

@@ -17,6 +17,7 @@ import {
   headerBytes,
   imageParts,
 } from "../../helpers/fits.ts";
+import { withTempDir } from "../../helpers/files.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/fits/", import.meta.url));
 
@@ -30,15 +31,6 @@ const ASTROPY_HDU_COUNTS: Record<string, number> = {
   "group.fits": 1,
   "btable.fits": 2,
 };
-
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "itx-fits-structure-" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function allRealFiles(): Promise<string[]> {
   const fixtures: string[] = [];

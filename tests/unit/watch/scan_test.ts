@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
 import { type FoundFile, scanFolder } from "../../../src/watch/scan.ts";
-import { relativeTo } from "../../../src/watch/entry_check.ts";
+import { relativeTo } from "../../../src/layout/watch_folder_paths.ts";
 import { tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { removeDeepTree, treePastPathMax } from "../../helpers/files.ts";
 
 async function write(root: string, rel: string): Promise<void> {
   const path = join(root, ...rel.split("/"));
@@ -210,5 +211,37 @@ Deno.test("relativeTo: a backslash is part of the name except on Windows", () =>
     assert.equal(relativeTo("/w", "/w/a\\b.fits"), "a\\b.fits");
     assert.equal(relativeTo("/w/x\\y", "/w/x\\y/a.fits"), "a.fits");
     assert.equal(relativeTo("/w/x\\y", "/w/x/y/a.fits"), null);
+  }
+});
+
+Deno.test("scanFolder: a folder whose path is past PATH_MAX is said once, as too long for the system (not as permissions), and the rest is found", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-scan-long-" });
+  try {
+    await write(root, "a.fits");
+    // As an instrument's software can make it: one folder at a time.
+    await treePastPathMax(root, "deep.fits");
+    const errors: string[] = [];
+    const skipped: { path: string; reason: string }[] = [];
+    const found = await scan(
+      root,
+      createFileFilter({ file_patterns: ["*.fits"], exclude_patterns: [] }),
+      {
+        onError: (path, error) => errors.push(`${path}: ${error}`),
+        onSkipped: ({ path, skip }) => skipped.push({ path, reason: skip.reason }),
+      },
+    );
+    assert.deepEqual(found.map((f) => f.relPath), ["a.fits"]);
+    assert.deepEqual(errors, [], "said once, as the folder not sent, not also as a WARNING");
+    assert.equal(skipped.length, 1, JSON.stringify(skipped));
+    const bytes = new TextEncoder().encode(skipped[0].path).length;
+    assert.ok(bytes > 4095, `${bytes}`);
+    assert.equal(
+      skipped[0].reason,
+      `its path is too long for the system (${bytes} bytes, where a path may have 4095 at ` +
+        "most), so the files in it cannot be seen: move them to a folder with a shorter path, " +
+        "or shorten the names of the folders on the way",
+    );
+  } finally {
+    await removeDeepTree(root);
   }
 });

@@ -13,7 +13,9 @@
 #   take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]
 #
 # Results: `folder-is-link INDEX` (a folder below the base path is a symbolic
-# link: nothing is created through it), `base-gone INDEX [unmounted]` (the base
+# link: nothing is created through it), `base-dangling INDEX TARGET` (the
+# base path is a symbolic link to TARGET, which is not there: nothing is made
+# through it, whatever the rule), `base-gone INDEX [unmounted]` (the base
 # path is not there and may not be made, or is an empty folder where a disk
 # was mounted), `folder-failed INDEX MESSAGE`, `base-refused INDEX MESSAGE` (as
 # folder-failed, for a folder made in the base path itself: the base path, a
@@ -101,6 +103,10 @@ make_folders() {
   # Where the upload folder is made in the base path itself (see make_upload_folder).
   upload_in_base=0
   [ "$#" -gt 0 ] || upload_in_base=1
+  if [ -L "$base" ] && ! [ -e "$base" ]; then
+    report base-dangling "$index" "$(one_line "$(readlink -- "$base" 2>/dev/null || ls -ld -- "$base")")"
+    return 1
+  fi
   if ! [ -d "$base" ] && [ "$rule" != make ]; then
     report base-gone "$index"
     return 1
