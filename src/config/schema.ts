@@ -216,7 +216,7 @@ export const jobShape = {
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),
-    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP gives up an upload or download whose data makes no progress this long (a command the server does not answer within a minute, or this where shorter, is given up then); a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again. With scp, which starts a copy over, a file whose upload timed out is given twice as long at its next attempt (up to a day), so a large file on a slow link arrives; rsync and local continue the copy instead (`resume_partial_hours`).",
+    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP gives up an upload or download whose data makes no progress this long (a command the server does not answer within a minute, or this where shorter, is given up then); a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again. Where a copy starts over (scp, and rsync with `resume_partial_hours: 0`), a file whose upload timed out is given twice as long at its next attempt (up to a day), so a large file on a slow link arrives; rsync and local otherwise continue the copy (`resume_partial_hours`).",
   ),
   max_concurrent_transfers: doc(
     z.int().min(1).max(64).optional(),

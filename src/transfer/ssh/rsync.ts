@@ -168,11 +168,7 @@ export class RsyncTransport extends SshTransport {
         this.session.remoteSpec(`${literalForRemoteGlob(folder)}/`),
       ]),
     ];
-    const run = await this.session.run(argv, {
-      stdin: renamed ? "" : list.join(""),
-      timeoutMs: this.timeoutMs,
-      signal,
-    });
+    const run = await this.runUpload(argv, group, { stdin: renamed ? "" : list.join(""), signal });
     const sent = new TextDecoder().decode(run.stdout).match(/^Total bytes sent: ([\d,.]+)/m);
     this.#log.debug("rsync sent {bytes} bytes for {files} file(s) into {folder}", {
       job: this.job.name,

@@ -19,8 +19,7 @@
  * @module
  */
 import { posix } from "node:path";
-import { CommandError } from "../../errors.ts";
-import type { TransferItem } from "../transport.ts";
+import type { CommandError } from "../../errors.ts";
 import { scpLimit } from "../../config/sizes.ts";
 import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
 import { ONE_CALL_BATCH_BYTES, ONE_CALL_FILE_BYTES } from "./batch.ts";
@@ -37,9 +36,6 @@ const MAX_SOURCE_CHARS = 16_000;
  * call after another, 2.7 s in three side by side).
  */
 const PARALLEL_CALLS_PER_FOLDER = 3;
-
-/** The longest an upload call is given after its timeouts (see `ScpTransport.longestCallMs`). */
-const LONGEST_UPLOAD_MS = 86_400_000;
 
 /** Fewest files worth a call of their own (each call costs a process and a session). */
 const MIN_FILES_PER_CALL = 10;
@@ -58,21 +54,6 @@ export class ScpTransport extends SshTransport {
    * batch holds a file too large for one call with others, so the small files still go in one call.
    */
   #noSftp = false;
-  /**
-   * How long the next upload of a file whose upload timed out may take, by destination: twice
-   * the time it had, up to {@linkcode LONGEST_UPLOAD_MS}. scp starts each copy over, so a file
-   * that needs longer than `transfer_timeout_seconds` (a large file on a slow link) arrives once
-   * an attempt is given that long, as an upload that hangs is still given up.
-   */
-  #longer = new Map<string, number>();
-
-  /** How long a batch of `items` may take its upload call (see `Transport.longestCallMs`). */
-  longestCallMs(items: TransferItem[]): number {
-    return Math.max(
-      this.timeoutMs,
-      ...items.map((item) => this.#longer.get(item.destination) ?? 0),
-    );
-  }
 
   get maxBatchBytes(): number {
     return this.#noSftp ? ONE_CALL_FILE_BYTES : ONE_CALL_BATCH_BYTES;
@@ -108,16 +89,10 @@ export class ScpTransport extends SshTransport {
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");
     if (limit !== null) argv.splice(1, 0, "-l", scpLimit(limit));
-    const timeoutMs = this.longestCallMs(group.map((delivery) => delivery.item));
     try {
-      await this.session.run(argv, { timeoutMs, signal });
+      await this.runUpload(argv, group, { signal });
       this.#noSftp = false;
-      for (const delivery of group) this.#longer.delete(delivery.item.destination);
     } catch (error) {
-      if (error instanceof CommandError && error.run.timedOut) {
-        const next = Math.min(2 * timeoutMs, LONGEST_UPLOAD_MS);
-        for (const delivery of group) this.#longer.set(delivery.item.destination, next);
-      }
       // "Connection closed" with logins working: a server without SFTP, said as such. A file that
       // can go in one call (in a batch without larger files, from now on) is tried again.
       const inOneCall = this.oneCallFiles > 1 && this.limitedCalls.bytesPerSecond === null &&

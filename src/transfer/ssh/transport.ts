@@ -8,7 +8,8 @@
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { type CommandError, lastLine, TransferError } from "../../errors.ts";
+import { CommandError, lastLine, TransferError } from "../../errors.ts";
+import type { RunResult } from "../../process/run.ts";
 import { classifyFailure, type FailureContext, noisyShellReason } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
@@ -45,6 +46,9 @@ import type { Ledger } from "../../ledger/ledger.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { parseRemoteDiskSpace, probeSshDestination, remoteDiskSpaceScript } from "./probe.ts";
 
+/** The longest an upload call is given after its timeouts (see `SshTransport.runUpload`). */
+const LONGEST_UPLOAD_MS = 86_400_000;
+
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport, SshMethod {
   abstract readonly method: "scp" | "rsync";
@@ -71,6 +75,8 @@ export abstract class SshTransport implements Transport, SshMethod {
   #dropTimer: ReturnType<typeof setTimeout> | undefined;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
+  /** How long the next upload of a file whose upload timed out may take, by destination. */
+  #longer = new Map<string, number>();
   /** rsync: a command's output was seen free of the login shell's text (see `#shellPrints`). */
   #quietShell = false;
   /** The question of `#shellPrints` under way, which every send waits for. */
@@ -120,6 +126,39 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   abstract upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void>;
+
+  /** How long a batch of `items` may take its upload call (see `Transport.longestCallMs`). */
+  longestCallMs(items: TransferItem[]): number {
+    return Math.max(
+      this.timeoutMs,
+      ...items.map((item) => this.#longer.get(item.destination) ?? 0),
+    );
+  }
+
+  /**
+   * Runs `argv`, the upload call of `group`, given the time its files need: where a copy starts
+   * over (scp; rsync without `resume_partial_hours`), a file whose upload timed out is given twice
+   * that time at its next attempt, up to {@linkcode LONGEST_UPLOAD_MS}, so a large file on a slow
+   * link arrives, as an upload that hangs is still given up.
+   */
+  protected async runUpload(
+    argv: string[],
+    group: SshDelivery[],
+    options: { stdin?: string; signal: AbortSignal },
+  ): Promise<RunResult> {
+    const timeoutMs = this.longestCallMs(group.map((delivery) => delivery.item));
+    try {
+      const run = await this.session.run(argv, { ...options, timeoutMs });
+      for (const delivery of group) this.#longer.delete(delivery.item.destination);
+      return run;
+    } catch (error) {
+      if (!this.resumesCopies && error instanceof CommandError && error.run.timedOut) {
+        const next = Math.min(2 * timeoutMs, LONGEST_UPLOAD_MS);
+        for (const delivery of group) this.#longer.set(delivery.item.destination, next);
+      }
+      throw error;
+    }
+  }
 
   abstract failedInCall(error: CommandError, group: SshDelivery[]): Set<SshDelivery> | null;
 

@@ -925,26 +925,36 @@ Deno.test("scp and rsync: a night folder removed while the copies of a batch are
   }
 });
 
-Deno.test("scp: a file whose upload needs longer than transfer_timeout_seconds (a large file on a slow link) is given twice as long at each next attempt, so it arrives; then the timeout is the configured one again", async () => {
+Deno.test("a file whose upload needs longer than transfer_timeout_seconds (a large file on a slow link), where its copy starts over (scp; rsync without resume_partial_hours), is given twice as long at each next attempt, so it arrives; then the timeout is the configured one again", async (t) => {
   const sshd = await startSshd();
   try {
-    // 3 MB at 1 MB/s: about 3 s of upload against a 1 s timeout.
-    const slow = { transfer_timeout_seconds: 1, bandwidth_limit: "1MB/s" };
-    await withTransport(sshd, "scp", slow, async ({ src, dst, transport }) => {
-      const item = await makeItem(src, "20240601/big frame.fits", randomBytes(3_000_000));
-      const given: number[] = [];
-      let outcome: TransferOutcome | undefined;
-      for (let attempt = 1; attempt <= 8 && outcome?.error !== null; attempt++) {
-        given.push(transport.longestCallMs!([item]));
-        [outcome] = await transport.send([item], never);
-        if (outcome.error !== null) assert.match(outcome.error.message, /scp timed out after/);
-      }
-      assert.equal(outcome?.error, null, `arrived after ${given.length} attempt(s)`);
-      assert.ok(given.length >= 2, "the first attempt timed out");
-      assert.deepEqual(given, given.map((_, i) => 1000 * 2 ** i), "twice as long each time");
-      await assertDelivered(dst, [item]);
-      assert.equal(transport.longestCallMs!([item]), 1000, "the configured timeout again");
-    });
+    for (const method of ["scp", "rsync"] as const) {
+      await t.step(method, async () => {
+        // 3 MB at 1 MB/s: about 3 s of upload against a 1 s timeout.
+        const slow = {
+          transfer_timeout_seconds: 1,
+          bandwidth_limit: "1MB/s",
+          resume_partial_hours: 0,
+        };
+        await withTransport(sshd, method, slow, async ({ src, dst, transport }) => {
+          const item = await makeItem(src, "20240601/big frame.fits", randomBytes(3_000_000));
+          const given: number[] = [];
+          let outcome: TransferOutcome | undefined;
+          for (let attempt = 1; attempt <= 8 && outcome?.error !== null; attempt++) {
+            given.push(transport.longestCallMs!([item]));
+            [outcome] = await transport.send([item], never);
+            if (outcome.error !== null) {
+              assert.match(outcome.error.message, new RegExp(`${method} timed out after`));
+            }
+          }
+          assert.equal(outcome?.error, null, `arrived after ${given.length} attempt(s)`);
+          assert.ok(given.length >= 2, "the first attempt timed out");
+          assert.deepEqual(given, given.map((_, i) => 1000 * 2 ** i), "twice as long each time");
+          await assertDelivered(dst, [item]);
+          assert.equal(transport.longestCallMs!([item]), 1000, "the configured timeout again");
+        });
+      });
+    }
   } finally {
     await sshd.stop();
   }
