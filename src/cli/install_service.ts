@@ -30,12 +30,17 @@ import {
 import { applyPlan, encodeFile, installNotes, underRoot } from "../service/apply.ts";
 import {
   launchdPlistPath,
-  oldLaunchdPlistPath,
   planLaunchdInstall,
   planLaunchdUninstall,
   privacyWarnings,
 } from "../service/launchd.ts";
 import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
+import {
+  canRemove,
+  findOldServices,
+  leftOldServicesProblem,
+  removalSteps,
+} from "../service/old_tool.ts";
 import {
   type DaemonLaunch,
   SERVICE_OSES,
@@ -137,18 +142,24 @@ export async function runInstallService(
   const path = servicePath(target);
   const onDisk = underRoot(options.root, path);
   const previous = await readIfExists(onDisk);
-  // The old tool's service: on macOS under its own label; elsewhere a file of the same name
-  // that this program did not write.
-  const oldPlist = target.os === "darwin" ? oldLaunchdPlistPath(target) : null;
-  const replacesOld = oldPlist !== null && await pathExists(underRoot(options.root, oldPlist));
-  const oldFile = replacesOld
-    ? oldPlist
-    : previous !== undefined && !/written by `image-transfer install-service`/i.test(
-        new TextDecoder(target.os === "windows" ? "utf-16le" : "utf-8").decode(previous),
-      )
-    ? path
-    : null;
-  const plan = planInstall(target, launch, { update: previous !== undefined, replacesOld });
+  // The old tool's service, in either scope: replaced where this install may remove it, else
+  // the install is refused (two daemons would send the same files). On Linux, also a file at
+  // the new unit's own path that this program did not write, which the install overwrites.
+  const found = await findOldServices(target, options.root);
+  const processIsRoot = Deno.build.os !== "windows" && Deno.uid() === 0;
+  const left = found.filter((old) => !canRemove(old, target, processIsRoot));
+  const problem = left.length > 0 && target.os !== "windows"
+    ? leftOldServicesProblem(left, target.os)
+    : undefined;
+  if (problem !== undefined && !options.print) {
+    throw new UsageError(`Cannot install the service: ${problem}`);
+  }
+  const removed = found.filter((old) => !left.includes(old));
+  const overwritten = previous !== undefined && !/written by `image-transfer install-service`/i
+    .test(new TextDecoder(target.os === "windows" ? "utf-16le" : "utf-8").decode(previous));
+  const oldFiles = [...removed.map((old) => old.path), ...(overwritten ? [path] : [])];
+  const plan = planInstall(target, launch, { update: previous !== undefined });
+  plan.steps.unshift(...removed.flatMap((old) => removalSteps(old, target)));
   const shares = [
     ...s4uShareWarnings(config, target),
     ...privacyWarnings(config, target, launch.argv[0]),
@@ -156,7 +167,9 @@ export async function runInstallService(
   for (const warning of [...warnings, ...passwordEnvWarnings(config.jobs, target), ...shares]) {
     console.error(`warning: ${warning}`);
   }
-  if (oldFile !== null) {
+  // Only shown (--print): what installing would refuse, with the commands that clear it.
+  if (problem !== undefined) console.error(`warning: installing is refused while ${problem}`);
+  for (const oldFile of oldFiles) {
     console.log(
       `${options.print ? "Would replace" : "Replacing"} the old tool's service ${oldFile} ` +
         "(written by image-transfer-service --install)",
@@ -379,15 +392,14 @@ export function servicePath(target: ServiceTarget): string {
  *
  * @param target where and as whom
  * @param launch the daemon's argv and log file
- * @param options `update`: the service file already exists; `replacesOld`
- *   (macOS): the old tool's plist, under its own label, is there to remove
+ * @param options `update`: the service file already exists
  * @returns the plan
  * @throws {Error} when a path cannot be written in the service file format
  */
 export function planInstall(
   target: ServiceTarget,
   launch: DaemonLaunch,
-  options: { update: boolean; replacesOld?: boolean },
+  options: { update: boolean },
 ): ServicePlan {
   switch (target.os) {
     case "linux":

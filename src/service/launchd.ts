@@ -23,14 +23,6 @@ import {
 /** The job's label, also its plist file name. */
 export const LAUNCHD_LABEL = "com.image-transfer.daemon";
 
-/** The old tool's label (`image-transfer-service --install`), replaced by an install. */
-export const OLD_LAUNCHD_LABEL = "com.observatory.imagetransfer";
-
-/** Where the old tool's plist of `target`'s scope is. */
-export function oldLaunchdPlistPath(target: ServiceTarget): string {
-  return posix.join(posix.dirname(launchdPlistPath(target)), `${OLD_LAUNCHD_LABEL}.plist`);
-}
-
 const FORMAT = "launchd plist";
 
 /**
@@ -97,24 +89,16 @@ export function renderLaunchdPlist(target: ServiceTarget, launch: DaemonLaunch):
  *
  * @param target the scope and user
  * @param launch the daemon's argv and log file
- * @param options `update`: a plist is already there; `replacesOld`: the old
- *   tool's plist is there, to unload and remove first
+ * @param options `update`: a plist is already there
  * @returns the plan
  */
 export function planLaunchdInstall(
   target: ServiceTarget,
   launch: DaemonLaunch,
-  options: { update: boolean; replacesOld?: boolean },
+  options: { update: boolean },
 ): ServicePlan {
   const path = launchdPlistPath(target);
   const domain = launchdDomain(target);
-  const oldPath = oldLaunchdPlistPath(target);
-  const replaceOld: PlanStep[] = options.replacesOld
-    ? [
-      { kind: "run", command: bootout(domain, oldPath, OLD_LAUNCHD_LABEL) },
-      { kind: "remove", path: oldPath },
-    ]
-    : [];
   const logDir = launchdLogDir(target);
   const load: PlanStep[] = [
     {
@@ -127,7 +111,6 @@ export function planLaunchdInstall(
     servicePath: path,
     checks: [launchdCheck(target)],
     steps: [
-      ...replaceOld,
       ...(options.update ? [{ kind: "run" as const, command: bootout(domain, path) }] : []),
       {
         kind: "write",
@@ -193,9 +176,9 @@ function bootstrap(domain: string, path: string): PlannedCommand {
   };
 }
 
-function bootout(domain: string, path: string, label = LAUNCHD_LABEL): PlannedCommand {
+function bootout(domain: string, path: string): PlannedCommand {
   return {
-    argv: ["launchctl", "bootout", `${domain}/${label}`],
+    argv: ["launchctl", "bootout", `${domain}/${LAUNCHD_LABEL}`],
     fallback: ["launchctl", "unload", "-w", path],
     mayFail: true,
   };

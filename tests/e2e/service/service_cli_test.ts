@@ -951,6 +951,192 @@ Deno.test("install-service replaces the old tool's service: its launchd label (m
     assert.doesNotMatch(again.stdout, /old tool/);
   }));
 
+/** Write `text` at `path` (absolute, as on the machine) under `root`, with its folders. */
+async function plant(root: string, path: string, text: string): Promise<string> {
+  const file = join(root, path);
+  await Deno.mkdir(join(file, ".."), { recursive: true });
+  await Deno.writeTextFile(file, text);
+  return file;
+}
+
+const OLD_AGENT = "Library/LaunchAgents/com.observatory.imagetransfer.plist";
+const OLD_DAEMON = "/Library/LaunchDaemons/com.observatory.imagetransfer.plist";
+const OLD_UNIT = "[Service]\nExecStart=/usr/bin/python3 -m image_transfer\n";
+
+Deno.test("install-service with sudo (a LaunchDaemon) replaces the old tool's LaunchAgent of the same account: in the plan and under --root", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
+    const agent = join(home, OLD_AGENT);
+    const file = await plant(root, agent, "<plist/>\n");
+    const args = ["-c", config, "install-service", "--os", "darwin", "--root", root];
+    const shown = await runCli([...args, "--print"], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    const lines = shown.stdout.split("\n");
+    assert.ok(
+      lines.includes(
+        `Would replace the old tool's service ${agent} (written by image-transfer-service --install)`,
+      ),
+      shown.stdout,
+    );
+    // The tests run as root: without --user a LaunchDaemon, and the agent is booted out of
+    // the account's login session (through `asuser` if bootout is not there).
+    const bootout = lines.findIndex((l) =>
+      l.startsWith("would run: launchctl bootout gui/") &&
+      l.includes("/com.observatory.imagetransfer   (if it fails: launchctl asuser ")
+    );
+    const removal = lines.indexOf(`would remove ${agent}`);
+    const load = lines.indexOf(
+      "would run: launchctl bootstrap system /Library/LaunchDaemons/com.image-transfer.daemon.plist" +
+        "   (if it fails: launchctl load -w /Library/LaunchDaemons/com.image-transfer.daemon.plist)",
+    );
+    assert.ok(bootout >= 0 && removal > bootout && load > removal, shown.stdout);
+    assert.ok(await Deno.stat(file).then(() => true), "--print removes nothing");
+
+    const installed = await runCli(args, { env });
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.match(
+      installed.stdout,
+      /^Replacing the old tool's service .*com\.observatory\.imagetransfer\.plist /m,
+    );
+    assert.deepEqual(await listFiles(root), [
+      "Library/LaunchDaemons/com.image-transfer.daemon.plist",
+    ]);
+  }));
+
+Deno.test("install-service --user (a LaunchAgent) run as root replaces the old tool's LaunchDaemon", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
+    await plant(root, OLD_DAEMON, "<plist/>\n");
+    const args = ["-c", config, "install-service", "--os", "darwin", "--user", "--root", root];
+    const shown = await runCli([...args, "--print"], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    const lines = shown.stdout.split("\n");
+    const bootout = lines.indexOf(
+      "would run: launchctl bootout system/com.observatory.imagetransfer   (if it fails: " +
+        `launchctl unload -w ${OLD_DAEMON})   (a failure is only a warning)`,
+    );
+    assert.ok(bootout >= 0 && lines[bootout + 1] === `would remove ${OLD_DAEMON}`, shown.stdout);
+    assert.match(shown.stdout, /^Would replace the old tool's service \/Library\/LaunchDaemons\//m);
+
+    const installed = await runCli(args, { env });
+    assert.equal(installed.code, 0, installed.stderr);
+    const agent = relative(
+      root,
+      join(root, home, "Library/LaunchAgents/com.image-transfer.daemon.plist"),
+    );
+    assert.deepEqual(await listFiles(root), [agent]);
+  }));
+
+Deno.test("install-service refuses (exit 2, nothing written) while another account's old LaunchAgent is there, naming the commands that remove it; --print warns", () =>
+  withHomeAndRoot(async ({ config, env, root }) => {
+    const theirs = `/Users/astro/${OLD_AGENT}`;
+    await plant(root, theirs, "<plist/>\n");
+    const args = ["-c", config, "install-service", "--os", "darwin", "--root", root];
+    const refused = await runCli(args, { env });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /^error: Cannot install the service: the old tool's service is still installed where this install does not remove it; it and the new service would watch the same folders and send the same files twice/m,
+    );
+    // The file belongs to root here; on a Mac, to astro, whose uid the command names.
+    assert.ok(
+      refused.stderr.includes(
+        `  ${theirs} (the account astro's): \`sudo launchctl bootout ` +
+          `gui/0/com.observatory.imagetransfer\`, then \`sudo rm ${theirs}\`\n`,
+      ),
+      refused.stderr,
+    );
+    assert.deepEqual(await listFiles(root), [theirs.slice(1)], "nothing written or removed");
+
+    const shown = await runCli([...args, "--print"], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(
+      shown.stderr,
+      /^warning: installing is refused while the old tool's service is still installed /m,
+    );
+    assert.ok(shown.stderr.includes(`\`sudo rm ${theirs}\``), shown.stderr);
+    assert.doesNotMatch(shown.stdout, /would remove/);
+  }));
+
+Deno.test("install-service --user replaces the old tool's system unit (run as root); a system install, the old user unit of its account", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
+    // --user, the old system unit: stopped and removed through the system manager.
+    const system = await plant(root, `/${SYSTEM_UNIT}`, OLD_UNIT);
+    const user = ["-c", config, "install-service", "--user", "--root", root];
+    const shown = await runCli([...user, "--print"], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    const lines = shown.stdout.split("\n");
+    const stop = lines.indexOf(
+      "would run: systemctl disable --now image-transfer.service   (a failure is only a warning)",
+    );
+    assert.ok(stop >= 0, shown.stdout);
+    assert.equal(lines[stop + 1], `would remove /${SYSTEM_UNIT}`);
+    assert.equal(
+      lines[stop + 2],
+      "would run: systemctl daemon-reload   (a failure is only a warning)",
+    );
+    assert.ok(
+      lines.indexOf(`would write ${home}/.config/systemd/user/image-transfer.service (UTF-8):`) >
+        stop,
+    );
+    const installed = await runCli(user, { env });
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.match(
+      installed.stdout,
+      /^Replacing the old tool's service \/etc\/systemd\/system\/image-transfer\.service /m,
+    );
+    assert.equal(await Deno.stat(system).then(() => true, () => false), false);
+    const userUnit = relative(
+      root,
+      join(root, home, ".config/systemd/user/image-transfer.service"),
+    );
+    assert.deepEqual(await listFiles(root), [userUnit]);
+    assert.ok(await Deno.remove(join(root, userUnit)).then(() => true));
+
+    // System-wide, an old user unit of the same account: through that account's user manager.
+    const oldUser = join(home, ".config/systemd/user/image-transfer.service");
+    await plant(root, oldUser, OLD_UNIT);
+    const wide = ["-c", config, "install-service", "--root", root];
+    const plan = await runCli([...wide, "--print"], { env });
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.ok(
+      plan.stdout.includes(
+        "\nwould run: systemctl --user --machine=observer@.host disable --now " +
+          "image-transfer.service   (a failure is only a warning)\n" +
+          `would remove ${oldUser}\n`,
+      ),
+      plan.stdout,
+    );
+    const wideInstalled = await runCli(wide, { env });
+    assert.equal(wideInstalled.code, 0, wideInstalled.stderr);
+    assert.ok(wideInstalled.stdout.includes(`Replacing the old tool's service ${oldUser} `));
+    assert.deepEqual(await listFiles(root), [SYSTEM_UNIT]);
+    // Ours in the other scope is no old tool's: installing --user again leaves it alone.
+    const again = await runCli(user, { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /old tool/);
+  }));
+
+Deno.test("install-service refuses (exit 2) while another account's old user unit is there, with the commands; one this program wrote is not the old tool's", () =>
+  withHomeAndRoot(async ({ config, env, root }) => {
+    const theirs = "/home/astro/.config/systemd/user/image-transfer.service";
+    await plant(root, theirs, OLD_UNIT);
+    const args = ["-c", config, "install-service", "--root", root];
+    const refused = await runCli(args, { env });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.ok(
+      refused.stderr.includes(
+        `  ${theirs} (the account astro's): \`sudo systemctl --user --machine=astro@.host ` +
+          `disable --now image-transfer.service\`, then \`sudo rm ${theirs}\`\n`,
+      ),
+      refused.stderr,
+    );
+    assert.deepEqual(await listFiles(root), [theirs.slice(1)], "nothing written or removed");
+    // Once it carries this program's mark, it is astro's own new service, not the old tool's.
+    await plant(root, theirs, "# Written by `image-transfer install-service`\n" + OLD_UNIT);
+    const installed = await runCli(args, { env });
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.doesNotMatch(installed.stdout + installed.stderr, /old tool/);
+  }));
+
 Deno.test("uninstall-service --print --os for another system prints its plan (its file is that machine's, not looked for here); install-service --print --os windows writes the log file in Windows form", () =>
   withHome(async ({ home, config, env }) => {
     const windows = await runCli(["uninstall-service", "--print", "--os", "windows"], { env });
