@@ -119,16 +119,25 @@ export function removalSteps(old: OldService, target: ServiceTarget): PlanStep[]
       { kind: "remove", path },
     ];
   }
-  // Linux: a user unit of the account, from root (a system install), through its user manager.
+  // Linux: a user unit of the account, from root (a system install), through its user manager
+  // (`--machine=user@.host`, systemd 248 and later; else as the user, with `runuser`).
+  const fromRoot = old.scope === "user" && target.scope === "system";
   const systemctl = old.scope === "system"
     ? ["systemctl"]
-    : target.scope === "system"
+    : fromRoot
     ? ["systemctl", "--user", `--machine=${target.user}@.host`]
     : ["systemctl", "--user"];
+  const stop = ["disable", "--now", SYSTEMD_UNIT_NAME];
+  const runtime = `XDG_RUNTIME_DIR=/run/user/${target.uid ?? old.uid}`;
+  const asUser = ["runuser", "-u", target.user, "--", "env", runtime, "systemctl", "--user"];
   return [
     {
       kind: "run",
-      command: { argv: [...systemctl, "disable", "--now", SYSTEMD_UNIT_NAME], mayFail: true },
+      command: {
+        argv: [...systemctl, ...stop],
+        ...(fromRoot ? { fallback: [...asUser, ...stop] } : {}),
+        mayFail: true,
+      },
     },
     { kind: "remove", path },
     { kind: "run", command: { argv: [...systemctl, "daemon-reload"], mayFail: true } },

@@ -1100,7 +1100,9 @@ Deno.test("install-service --user replaces the old tool's system unit (run as ro
     assert.ok(
       plan.stdout.includes(
         "\nwould run: systemctl --user --machine=observer@.host disable --now " +
-          "image-transfer.service   (a failure is only a warning)\n" +
+          "image-transfer.service   (if it fails: runuser -u observer -- env " +
+          "XDG_RUNTIME_DIR=/run/user/0 systemctl --user disable --now image-transfer.service)" +
+          "   (a failure is only a warning)\n" +
           `would remove ${oldUser}\n`,
       ),
       plan.stdout,
