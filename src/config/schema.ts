@@ -309,7 +309,7 @@ export const jobShape = {
   ),
   keep_days: doc(
     z.number().min(0).max(36500).default(0),
-    "With `after_transfer: delete` or `move`: days a source stays after it arrived. 0: removed right after its arrival; else checked hourly.",
+    "With `after_transfer: delete` or `move`: days a source stays after it arrived. 0: removed right after its arrival; else checked hourly, and removed only while its copy is still at the destination (one missing or cut short there is sent again).",
   ),
   bandwidth_limit: doc(
     z.union([z.string(), z.number()]).default("").refine(

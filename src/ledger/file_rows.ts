@@ -342,13 +342,14 @@ export class FileRows {
   }
 
   /** Done files arrived at or before `arrivedBy` (ms since the epoch), with the version sent. */
-  doneArrivedBy(arrivedBy: number): Array<{ relPath: string } & DoneEntry> {
+  doneArrivedBy(arrivedBy: number): Array<{ relPath: string; destination: string } & DoneEntry> {
     return this.#read(
-      "SELECT rel_path, size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') " +
-        "AND state = 'done' AND transferred_at <= ? ORDER BY transferred_at",
+      "SELECT rel_path, destination, size, mtime_ms FROM files WHERE job = ? " +
+        "AND target IN (?, '') AND state = 'done' AND transferred_at <= ? ORDER BY transferred_at",
       arrivedBy,
     ).map((r) => ({
       relPath: r.rel_path as string,
+      destination: r.destination as string,
       size: Number(r.size),
       mtimeMs: Number(r.mtime_ms),
     }));

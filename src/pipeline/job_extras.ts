@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
@@ -16,6 +15,7 @@ import { JobSchedules } from "./schedules.ts";
 import { samePauseWindows } from "./pause_windows.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
+import { catchUpOrSay, copiesStillThere } from "./arrived_copies.ts";
 import { logger } from "../log/logging.ts";
 import { DueHooks } from "../ledger/due_hooks.ts";
 
@@ -71,6 +71,12 @@ export class JobExtras {
       replaces: context.replaces ? context.replaces.#cleaner : null,
       ledger: table.ledger,
       once: context.once,
+      copiesThere: async (files) => {
+        const { there, sendAgain } = await copiesStillThere(context, files);
+        // A scan sends them again (its own failures are said where it runs).
+        if (sendAgain) context.rescan().catch(() => {});
+        return there;
+      },
     });
     this.#schedules = new JobSchedules({
       job,
@@ -240,99 +246,4 @@ export class JobExtras {
     await this.#cleaner.close(once);
     return finishing;
   }
-}
-
-/**
- * {@linkcode catchUp}, or where the destination cannot be asked (a server down), say so: the
- * watch folder is scanned and failed files retried all the same.
- */
-async function catchUpOrSay(context: JobExtrasContext, nights: number): Promise<void> {
-  try {
-    await catchUp(context, nights);
-  } catch (error) {
-    if (context.signal.aborted) throw error;
-    logger("schedule").error(
-      "Catch-up of job {job} failed: {error}; the destination is checked again at the next " +
-        "rescan, and the watch folder is scanned now all the same",
-      { job: context.job.name, error: error instanceof Error ? error.message : String(error) },
-    );
-  }
-}
-
-/**
- * Check the last `nights` night folders of the job at the destination.
- *
- * @returns the files forgotten as done (to be sent again by the next scan)
- */
-async function catchUp(context: JobExtrasContext, nights: number): Promise<string[]> {
-  const { job, transport, signal } = context;
-  const table = context.table.rows;
-  const log = logger("schedule");
-  if (!transport.destinationSizes) return [];
-  const recent = [...new Set(table.nightTotals().map((t) => t.night))]
-    .filter((night) => night !== "").sort().reverse().slice(0, nights);
-  const forgotten: string[] = [];
-  let lost = 0;
-  const checked = [];
-  for (const night of recent) {
-    const rows = table.doneInNight(night);
-    if (rows.length === 0) continue;
-    checked.push({
-      rows,
-      // Files sent before: most are there, each is asked (no listing that would save nothing).
-      sizes: await transport.destinationSizes(rows.map((r) => r.destination), signal, {
-        mostlyThere: true,
-      }),
-    });
-  }
-  // Not one file there: the destination folder is gone or its share not mounted, not every file lost.
-  const found = checked.some(({ rows, sizes }) =>
-    rows.some((row) => (sizes.get(row.destination) ?? null) !== null)
-  );
-  if (checked.length > 0 && !found) {
-    log.warn(
-      "Catch-up of job {job}: none of the {count} file(s) of the last {nights} night folder(s) is " +
-        "at {base}: the destination folder looks gone or not mounted, so nothing is sent again; " +
-        "if they were removed on purpose, send them with `image-transfer resend --night YYYYMMDD`",
-      {
-        job: job.name,
-        count: checked.reduce((sum, { rows }) => sum + rows.length, 0),
-        nights: checked.length,
-        base: transport.describeTarget(""),
-      },
-    );
-    return [];
-  }
-  for (const { rows, sizes } of checked) {
-    for (const row of rows) {
-      const size = sizes.get(row.destination);
-      if (size === row.size) continue;
-      const fields = {
-        job: job.name,
-        destination: transport.describeTarget(row.destination),
-        problem: size === null || size === undefined ? "missing" : `${size} bytes, not ${row.size}`,
-        relPath: row.relPath,
-      };
-      // Without its source it cannot be sent again: it stays recorded as arrived, and is said.
-      const source = join(job.watch_path, ...row.relPath.split("/"));
-      if (!(await Deno.lstat(source).then(() => true, () => false))) {
-        lost++;
-        log.error(
-          "{destination} is {problem} at the destination, and its source {relPath} is gone: " +
-            "it cannot be sent again",
-          fields,
-        );
-        continue;
-      }
-      if (!context.table.forgetDone(row.relPath, row)) continue;
-      forgotten.push(row.relPath);
-      log.warn("{destination} is {problem} at the destination; sending {relPath} again", fields);
-    }
-  }
-  log.info(
-    "Catch-up of job {job}: {nights} night folder(s) checked, {count} file(s) to send again" +
-      (lost > 0 ? ", {lost} missing or damaged that cannot be (their sources are gone)" : ""),
-    { job: job.name, nights: recent.length, count: forgotten.length, lost },
-  );
-  return forgotten;
 }

@@ -2,8 +2,10 @@
  * Source clean-up (`after_transfer: delete | move`, `keep_days`): a source is
  * removed from the watch folder only when the ledger holds it as arrived
  * verified and the file on disk is still a regular file with the size and
- * mtime it was sent with. Nothing else is ever touched, but for the job's own
- * copies that an interrupted move left in the archive (`archive_move.ts`).
+ * mtime it was sent with; one kept `keep_days` also only while its copy is
+ * still at the destination (asked again right before: `arrived_copies.ts`).
+ * Nothing else is ever touched, but for the job's own copies that an
+ * interrupted move left in the archive (`archive_move.ts`).
  *
  * @module
  */
@@ -17,6 +19,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { jobOwners } from "../transfer/temp_name.ts";
 import { ArchiveMover } from "./archive_move.ts";
+import type { ArrivedFile } from "./arrived_copies.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
 export const CLEANUP_INTERVAL_MS = 3_600_000;
@@ -51,6 +54,9 @@ export async function cleanupStep(
   return { relPath, source, moveTo };
 }
 
+/** A step due by the ledger, with the file as it arrived. */
+export type DueStep = CleanupStep & { arrived: ArrivedFile };
+
 /**
  * Every step due now for `job` by the ledger (files that arrived at least
  * `keep_days` ago), in arrival order; for `run --dry-run` and the periodic pass.
@@ -59,12 +65,12 @@ export async function dueSteps(
   job: JobConfig,
   table: FileRows,
   now: number,
-): Promise<CleanupStep[]> {
+): Promise<DueStep[]> {
   if (job.after_transfer === "keep") return [];
-  const steps: CleanupStep[] = [];
+  const steps: DueStep[] = [];
   for (const row of table.doneArrivedBy(now - job.keep_days * DAY_MS)) {
     const step = await cleanupStep(job, row.relPath, row);
-    if (step) steps.push(step);
+    if (step) steps.push({ ...step, arrived: row });
   }
   return steps;
 }
@@ -101,18 +107,28 @@ export class SourceCleaner {
 
   /** `run --once`: what fails is tried again at the next run, not later in this one. */
   #once: boolean;
+  /** Which of the files due after `keep_days` still have their copy at the destination. */
+  #copiesThere: ((files: ArrivedFile[]) => Promise<Set<string>>) | null;
 
   /**
    * @param options.replaces the job's cleaner a reload replaced: its failures go on counting here
    * @param options.ledger where the archive's file system is kept, beside this install's id
+   * @param options.copiesThere which of the files due after `keep_days` still have their copy at
+   *   the destination (it throws where the destination cannot be asked); without it, all
    */
   constructor(
     job: JobConfig,
     table: FileRows,
-    options: { replaces?: SourceCleaner | null; ledger?: Ledger | null; once?: boolean } = {},
+    options: {
+      replaces?: SourceCleaner | null;
+      ledger?: Ledger | null;
+      once?: boolean;
+      copiesThere?: (files: ArrivedFile[]) => Promise<Set<string>>;
+    } = {},
   ) {
     const { replaces = null, ledger = null } = options;
     this.#once = options.once ?? false;
+    this.#copiesThere = options.copiesThere ?? null;
     this.#failures = replaces === null ? 0 : replaces.#failures;
     this.#failing = new Map(replaces === null ? [] : replaces.#failing);
     this.#archivedOn = job.after_transfer === "move"
@@ -158,9 +174,24 @@ export class SourceCleaner {
 
   #pass(): void {
     this.#then(async () => {
-      for (const step of await dueSteps(this.#job, this.#table, Date.now())) {
+      const steps = await dueSteps(this.#job, this.#table, Date.now());
+      if (steps.length === 0) return;
+      // Kept for days, a copy may have gone meanwhile (removed there, a disk replaced): the source
+      // goes only while its copy is still there.
+      let there: Set<string> | null = null;
+      try {
+        there = await this.#copiesThere?.(steps.map((step) => step.arrived)) ?? null;
+      } catch (error) {
+        this.#log.warn(
+          "Cannot look at the destination for the {count} source(s) due for clean-up ({error}): " +
+            "they stay in the watch folder until the next look, within the hour",
+          { count: steps.length, error: error instanceof Error ? error.message : String(error) },
+        );
+        return;
+      }
+      for (const step of steps) {
         if (this.#closed) return;
-        await this.#apply(step);
+        if (there === null || there.has(step.relPath)) await this.#apply(step);
       }
     });
   }

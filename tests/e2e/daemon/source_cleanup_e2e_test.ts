@@ -91,6 +91,67 @@ Deno.test("after_transfer: delete removes only verified sources, never one chang
   ]);
 });
 
+Deno.test("keep_days: a source goes only while its copy is still at the destination; a copy removed or damaged there meanwhile is sent again, its source kept; with none of them there (a night folder gone), every source stays", async () => {
+  await using p = await setUp();
+  // keep_days of about 8.6 s, as above.
+  await p.rewrite({ after_transfer: "delete", keep_days: 0.0001 });
+  const env = p.env;
+  const files: Record<string, Uint8Array> = {
+    "gone.fits": randomBytes(30_000),
+    "cut.fits": randomBytes(40_000),
+    "kept.fits": randomBytes(50_000),
+  };
+  for (const [rel, data] of Object.entries(files)) {
+    await Deno.writeFile(join(p.watch, rel), data);
+    await Deno.utime(join(p.watch, rel), EVENING, EVENING);
+  }
+  const night = join(p.dest, "20240315");
+  const first = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(first.code, 0, first.stderr);
+  for (const [rel, data] of Object.entries(files)) {
+    assert.deepEqual(await Deno.readFile(join(night, rel)), data);
+  }
+  // At the destination, one copy is removed and one cut short while their sources are kept.
+  await Deno.remove(join(night, "gone.fits"));
+  await Deno.truncate(join(night, "cut.fits"), 1000);
+  await new Promise((r) => setTimeout(r, 9_000)); // keep_days passes.
+
+  const second = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(second.code, 0, second.stderr);
+  assert.ok(!existsSync(join(p.watch, "kept.fits")), second.stderr);
+  assert.match(second.stderr, /gone\.fits is missing at the destination; sending gone\.fits again/);
+  assert.match(second.stderr, /cut\.fits is 1000 bytes, not 40000 at the destination; sending/);
+  // Kept, and sent again (by this run or the next): their copies whole again.
+  const third = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(third.code, 0, third.stderr);
+  for (const rel of ["gone.fits", "cut.fits"]) {
+    assert.deepEqual(await Deno.readFile(join(p.watch, rel)), files[rel], `${rel} kept`);
+    assert.deepEqual(await Deno.readFile(join(night, rel)), files[rel], `${rel} sent again`);
+  }
+  assert.deepEqual(await Deno.readFile(join(night, "kept.fits")), files["kept.fits"]);
+
+  // The night folder is moved away there: not one copy due is there, so none is sent again
+  // (the destination looks gone), and every source stays.
+  await Deno.rename(night, join(p.dest, "moved away"));
+  await new Promise((r) => setTimeout(r, 9_000)); // keep_days passes for the copies sent again.
+  const fourth = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(fourth.code, 0, fourth.stderr);
+  assert.match(fourth.stderr, /None of the 2 file\(s\) of job \S+ due for clean-up is at/);
+  for (const rel of ["gone.fits", "cut.fits"]) {
+    assert.deepEqual(await Deno.readFile(join(p.watch, rel)), files[rel], `${rel} kept`);
+  }
+  assert.ok(!existsSync(night), "nothing sent again");
+
+  // Back in place: the sources go.
+  await Deno.rename(join(p.dest, "moved away"), night);
+  const fifth = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(fifth.code, 0, fifth.stderr);
+  for (const rel of ["gone.fits", "cut.fits"]) {
+    assert.ok(!existsSync(join(p.watch, rel)), `${rel} deleted: ${fifth.stderr}`);
+    assert.deepEqual(await Deno.readFile(join(night, rel)), files[rel]);
+  }
+});
+
 Deno.test("after_transfer: move puts each arrived source into archive_path (daemon, right after its arrival)", async () => {
   await using p = await setUp();
   const daemon = await p.rewrite({ after_transfer: "move", archive_path: p.archive }).then(() =>
