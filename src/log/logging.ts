@@ -143,8 +143,17 @@ export const formatJson: TextFormatter = (record: LogRecord): string => {
 const OUR_LINE = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ +\[|\{"time":"\d{4}-)/;
 
 /**
+ * How a line of the old Python image-transfer-daemon's log starts (Python logging's
+ * `%(asctime)s - %(name)s - %(levelname)s - `, its logger `image_transfer`):
+ * `2026-11-30 22:01:13,512 - image_transfer - INFO - Successfully transferred ...`. That log is at
+ * this program's default path, rotated as it is rotated (`.1` to `.5`), so it is appended to.
+ */
+const OLD_TOOL_LINE =
+  /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - image[_-]transfer[\w.-]* - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - /;
+
+/**
  * Why `file` must not be written as the log file, or `null` when it may (missing, empty, or a log
- * this program wrote): a symbolic link (the log would go wherever it leads, the file it reaches
+ * this program or the old Python tool it replaces wrote): a symbolic link (the log would go wherever it leads, the file it reaches
  * appended to and made private), a file with other names (hard links), or one whose first line is
  * not one of this program's log lines (another file given by mistake: `/etc/passwd`). Said in
  * words that end with what to do.
@@ -176,12 +185,12 @@ export function notOurLog(file: string): string | null {
   let head: string;
   try {
     using opened = Deno.openSync(file);
-    const buffer = new Uint8Array(64);
+    const buffer = new Uint8Array(256);
     head = new TextDecoder().decode(buffer.subarray(0, opened.readSync(buffer) ?? 0));
   } catch {
     return null; // Cannot be read: told where it is opened.
   }
-  if (OUR_LINE.test(head)) return null;
+  if (OUR_LINE.test(head) || OLD_TOOL_LINE.test(head)) return null;
   return `${file} is not a log of image-transfer (its first line is not one of its log lines): ` +
     `it would be appended to, and made private; ${todo} (move this one away if it is an old log)`;
 }

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
+import { fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 /** Another account (nobody). */
@@ -53,6 +54,54 @@ Deno.test("log_file: a symbolic link, or a file that is not a log of image-trans
   assert.equal((await validate(box.config, box.env)).code, 0);
   await Deno.writeTextFile(own, '{"time":"2026-11-30T20:43:45.969Z","level":"info"}\n');
   assert.equal((await validate(box.config, box.env)).code, 0);
+});
+
+Deno.test("the old Python tool's log at the default log_file path is appended to (its lines kept first, its rotated files left); another file there is refused as the default path", async () => {
+  await using box = await cliSandbox();
+  const logs = join(box.env.HOME, "logs");
+  await Deno.mkdir(logs, { mode: 0o700 });
+  const log = join(logs, "image_transfer.log");
+  const old = "2026-11-30 22:01:13,512 - image_transfer - INFO - Successfully transferred " +
+    "/data/m31.fits to obs@nas:/archive/20261130/m31.fits\n" +
+    "2026-11-30 22:01:14,002 - image_transfer - ERROR - Failed to transfer /data/m32.fits\n";
+  await Deno.writeTextFile(log, old);
+  await Deno.writeTextFile(`${log}.1`, "2026-11-29 21:00:00,000 - image_transfer - INFO - x\n");
+  // No log_file in the config: the old tool's config, loaded unchanged.
+  const text = await Deno.readTextFile(box.config);
+  await Deno.writeTextFile(
+    box.config,
+    text.split("\n").filter((line) => !line.startsWith("log_file:")).join("\n"),
+  );
+  const ok = await validate(box.config, box.env);
+  assert.equal(ok.code, 0, ok.stderr);
+  const doctor = await runCli(["-c", box.config, "doctor"], { env: box.env });
+  assert.ok(!doctor.stderr.includes("log_file"), doctor.stderr);
+  await Deno.writeFile(
+    join(box.watch, "m33.fits"),
+    fitsFile(headerBytes(imageCards(2, 2)), int16Data(2, 2, () => 7)),
+  );
+  const run = await runCli(["-c", box.config, "run", "--once"], { env: box.env });
+  assert.equal(run.code, 0, run.stderr);
+  const after = await Deno.readTextFile(log);
+  assert.ok(after.startsWith(old), after);
+  assert.match(after.slice(old.length), /^\d{4}-\d\d-\d\d [\d:.]+ INFO +\[/);
+  assert.ok(after.slice(old.length).includes("Successfully transferred"), after);
+  assert.equal(
+    await Deno.readTextFile(`${log}.1`),
+    "2026-11-29 21:00:00,000 - image_transfer - INFO - x\n",
+  );
+  // Another file at the default path: refused, said to be the default path (not a key written).
+  await Deno.writeTextFile(log, "root:x:0:0:root:/root:/bin/bash\n");
+  const refused = await validate(box.config, box.env);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.ok(
+    refused.stderr.includes(
+      `${box.config}: log_file (not set in the config: its default path; set log_file to ` +
+        `choose another): refusing ${log} is not a log of image-transfer`,
+    ),
+    refused.stderr,
+  );
+  assert.equal(await Deno.readTextFile(log), "root:x:0:0:root:/root:/bin/bash\n");
 });
 
 Deno.test("log_file in a folder another account can write in or owns, and a state_dir so, are refused with their lines and the chmod or chown", async () => {
