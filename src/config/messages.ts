@@ -108,11 +108,7 @@ function booleanHint(expected: string, path: Path, value: unknown): string {
   const word = value.trim().toLowerCase();
   if (!Object.hasOwn(YAML11_BOOLEANS, word)) return "";
   const key = String(path.at(-1));
-  // `true` there is `size`, a weaker check than the default a "yes" surely meant.
-  const meant = key === "verify_transfer" && YAML11_BOOLEANS[word]
-    ? "checksum (the default; true means size)"
-    : YAML11_BOOLEANS[word];
-  return ` (YAML 1.2 reads ${value.trim()} as text: write ${key}: ${meant})`;
+  return ` (YAML 1.2 reads ${value.trim()} as text: write ${key}: ${YAML11_BOOLEANS[word]})`;
 }
 
 /** The units a key's name ends with, and how a value may spell them. */

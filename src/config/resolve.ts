@@ -86,8 +86,9 @@ export function resolveLogFile(logFile: string, baseDir: string): string {
 
 /** Name one job, map `verify_transfer` and make its local paths absolute. */
 export function resolveJob(data: JobInput, name: string, baseDir: string): JobConfig {
+  // `true` (the old tool's "yes, verify") is the default check, never a weaker one.
   const verify: VerifyMode = data.verify_transfer === true
-    ? "size"
+    ? "checksum"
     : data.verify_transfer === false
     ? "none"
     : data.verify_transfer;

@@ -188,7 +188,7 @@ export const jobShape = {
   ),
   verify_transfer: doc(
     z.union([z.boolean(), z.enum(["none", "size", "checksum"])]).default("checksum"),
-    "Check each arrival before it takes its final name: `checksum`, `size` or `none`. `checksum` compares the SHA-256 of both copies, the only check that catches a copy of the right size with wrong bytes. `true` means `size`, `false` means `none`.",
+    "Check each arrival before it takes its final name: `checksum`, `size` or `none`. `checksum` compares the SHA-256 of both copies, the only check that catches a copy of the right size with wrong bytes. `true` (as the old tool wrote it) means `checksum`, the default; `false` means `none`.",
   ),
   compression: doc(
     z.boolean().default(false),

@@ -300,8 +300,7 @@ Deno.test("yes, no, on and off where true or false is expected are refused with 
       new RegExp(
         [
           'config.yaml:5: verify_transfer: expected true or false, or one of "none", "size", ' +
-          '"checksum", got "yes" (YAML 1.2 reads yes as text: write verify_transfer: checksum ' +
-          "(the default; true means size))",
+          '"checksum", got "yes" (YAML 1.2 reads yes as text: write verify_transfer: true)',
           'config.yaml:6: compression: expected true or false, got "Off" (YAML 1.2 reads Off as ' +
           "text: write compression: false)",
           'config.yaml:7: remote_sync: expected true or false, got "no" (YAML 1.2 reads no as ' +

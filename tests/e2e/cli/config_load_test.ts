@@ -48,7 +48,7 @@ Deno.test("old tool's Windows to Linux example loads with its values", async () 
   assert.equal(job.compression, false);
   assert.equal(job.remote_sync, true);
   assert.deepEqual(job.file_patterns, ["*.fits", "*.FIT"]);
-  assert.equal(job.verify_transfer, "size");
+  assert.equal(job.verify_transfer, "checksum", "verify_transfer: true is the default check");
   assert.equal(job.retry_attempts, 3);
   assert.equal(job.retry_delay_seconds, 5, "the old name retry_delay is read");
   assert.equal(config.state_dir, defaultStateDir());
@@ -179,10 +179,12 @@ Deno.test("max_concurrent_transfers: 4 by default, 2 for ftp, as set when set", 
   );
 });
 
-Deno.test("verify_transfer: true is size, false is none, names pass through, default checksum", () => {
+Deno.test("verify_transfer: true is checksum (the default, never weaker), false is none, names pass through", () => {
   const verify = (value: string) =>
     parseConfig(`${MINIMAL}verify_transfer: ${value}\n`, "/x/c.yaml").jobs[0].verify_transfer;
-  assert.equal(verify("true"), "size");
+  // Before: true was size, a weaker check than a config without the key got.
+  assert.equal(verify("true"), "checksum");
+  assert.equal(verify("size"), "size");
   assert.equal(verify("false"), "none");
   assert.equal(verify("checksum"), "checksum");
   assert.equal(verify("none"), "none");
