@@ -52,10 +52,11 @@ export const OLD_KEY_NAMES: ReadonlyMap<string, string> = new Map([
 ]);
 
 /**
- * Keys of the tools this one replaces that it does not read (the sync tool's job keys, its
- * daemon settings), each with what to write instead: unknown, they are answered with that
- * rather than with the nearest key by spelling (`max_concurrent_syncs` is not
- * `max_concurrent_hooks`).
+ * Keys of the tools this one replaces that it does not read (the sync tool's sections, job keys,
+ * watcher and daemon settings), each with what to write instead: unknown, they are answered with
+ * that rather than with the nearest key by spelling (`max_concurrent_syncs` is not
+ * `max_concurrent_hooks`, `sync_options` not `rsync_options`, `schedule` not `schedules`), or
+ * with the advice for an unknown mapping (an anchor's `x-` key: `daemon` is no such thing).
  */
 export const OTHER_TOOLS_KEYS: ReadonlyMap<string, string> = new Map([
   ["source_path", 'did you mean "watch_path"?'],
@@ -68,4 +69,49 @@ export const OTHER_TOOLS_KEYS: ReadonlyMap<string, string> = new Map([
   ["enabled", "a job runs while its entry is in the file; comment the entry out to stop it"],
   ["log_level", "the log level is a command-line option (--log-level, -v); leave it out"],
   ["pid_file", "the PID file is daemon.pid in state_dir; leave it out"],
+  // The sync tool's sections (its TOML tables, or YAML mappings when converted).
+  [
+    "sync_jobs",
+    'did you mean "jobs"? (in each entry, source_path is watch_path and destination_path ' +
+    "remote_base_path)",
+  ],
+  [
+    "file_watchers",
+    "each job watches its own watch_path, with all its subfolders; leave it out (a watcher's " +
+    "debounce_ms is stability_window_seconds, in seconds)",
+  ],
+  [
+    "concurrency",
+    'write its max_concurrent_syncs as "max_concurrent_transfers" (at the top level for every ' +
+    "job, or in a job); the rest is not needed: leave it out",
+  ],
+  [
+    "daemon",
+    "write its log_file at the top level of the file; the PID file is daemon.pid in state_dir, " +
+    "the log level a command-line option (--log-level, -v), and the config is read again on " +
+    "SIGHUP: leave the rest out",
+  ],
+  ["pocketbase", "the settings are read from this file only, from no server; leave it out"],
+  ["cache", "nothing is cached: the settings are read from this file only; leave it out"],
+  // The sync tool's job keys, and its watchers' and daemon's keys written in a job or at the top.
+  [
+    "schedule",
+    "each file is sent once it arrives, no schedule needed; to scan the watch folder at set " +
+    "times too, write rescan_interval_seconds, or a schedules entry with cron or every_seconds " +
+    "and action: rescan",
+  ],
+  [
+    "sync_options",
+    "not rsync_options, which are rsync's own arguments: comparison_method is verify_transfer, " +
+    "dry_run the run --dry-run option, files to leave out go in exclude_patterns, and files at " +
+    "the destination are never deleted; leave the rest out",
+  ],
+  ["sync_job_id", "each job watches its own watch_path; leave it out"],
+  [
+    "watch_events",
+    "a file is sent once it is created or changed and then stays unchanged for " +
+    "stability_window_seconds; a removal or a rename sends nothing; leave it out",
+  ],
+  ["config_refresh_interval_secs", "the config is read again on SIGHUP; leave it out"],
+  ["auto_restart_on_config_change", "the config is read again on SIGHUP; leave it out"],
 ]);

@@ -349,6 +349,44 @@ Deno.test("the sync tool's keys (max_concurrent_syncs, filters, log_level...) sa
   );
 });
 
+Deno.test("the sync tool's config converted to YAML: each of its sections and job keys is answered with what to write, never a near-named key of another meaning", () => {
+  const message = configError(
+    [
+      "pocketbase:\n  url: http://localhost:8090",
+      "daemon:\n  pid_file: /var/run/sync-daemon.pid\n  config_refresh_interval_secs: 300",
+      "sync_jobs:\n  - id: documents\n    source_path: /home/user/Documents",
+      "file_watchers:\n  - watch_path: /home/user/Documents\n    debounce_ms: 1000",
+      "concurrency:\n  max_concurrent_syncs: 4",
+      "cache:\n  cache_dir: /var/cache/sync-daemon",
+      "jobs:\n  - watch_path: /a\n    remote_base_path: /b\n    id: documents",
+      "    schedule:\n      type: interval\n      interval: 5m",
+      "    sync_options:\n      comparison_method: checksum",
+      "    sync_job_id: documents",
+      "    watch_events: [create, write]",
+      "transfer_method: local\n",
+    ].join("\n"),
+  ).message;
+  const said = (key: string) =>
+    message.split("\n").find((line) => line.includes(`unknown key "${key}"`)) ?? "";
+  const expected: [string, RegExp][] = [
+    ["pocketbase", /; the settings are read from this file only, from no server; leave it out$/],
+    ["daemon", /; write its log_file at the top level of the file; .*SIGHUP: leave the rest out$/],
+    ["sync_jobs", /; did you mean "jobs"\? \(in each entry, source_path is watch_path and /],
+    ["file_watchers", /; each job watches its own watch_path, .*stability_window_seconds, in /],
+    ["concurrency", /; write its max_concurrent_syncs as "max_concurrent_transfers" /],
+    ["cache", /; nothing is cached: the settings are read from this file only; leave it out$/],
+    ["schedule", /in jobs\[0\]; each file is sent once it arrives, .*rescan_interval_seconds, /],
+    ["sync_options", /in jobs\[0\]; not rsync_options, .*comparison_method is verify_transfer/],
+    ["sync_job_id", /in jobs\[0\]; each job watches its own watch_path; leave it out$/],
+    ["watch_events", /in jobs\[0\]; a file is sent once it is created or changed and then /],
+  ];
+  for (const [key, answer] of expected) assert.match(said(key), answer, message);
+  // Before: the advice for an anchor's key, the key list, or a near name of another meaning.
+  for (const wrong of ["x-", "see the key list", 'did you mean "rsync_options"', '"schedules"?']) {
+    assert.ok(!message.includes(wrong), message);
+  }
+});
+
 Deno.test("unknown keys get a suggestion only when one is close", () => {
   assert.match(
     configError(`${MINIMAL}retry_attempt: 3\n`).message,
