@@ -261,13 +261,24 @@ const OLD_FLAGS: Record<string, string> = {
   "--install": "the service is installed with `image-transfer install-service` " +
     "(Linux: run it with sudo for a system-wide service, or add --user)",
   "--uninstall": "the service is removed with `image-transfer uninstall-service`",
+  "--status": "the daemon's state is shown by `image-transfer status`",
   "--foreground": "`run` always runs in the foreground (install-service makes it a service); " +
     "leave --foreground out",
   "--service-name": `the service's name is fixed: ${SERVICE_NAMES}; leave --service-name out`,
   "--description": `the service's name is fixed: ${SERVICE_NAMES}; leave --description out`,
-  "--output": "`init` (or `config generate`) writes the file that -c names: " +
-    "`image-transfer config generate -c FILE.yaml`",
 };
+
+/**
+ * The sync tool's `config generate --output FILE`, answered for the command it is given to: the
+ * commands that write a config (or none named), and `config show`, which prints one; another
+ * command's `--output` is commander's unknown option.
+ */
+const OUTPUT_OF: Record<string, string> = {
+  "": "`init` (or `config generate`) writes the file that -c names: " +
+    "`image-transfer config generate -c FILE.yaml`",
+  "config show": "`config show` prints the config: `image-transfer config show > FILE.yaml`",
+};
+for (const command of ["init", "config", "config generate"]) OUTPUT_OF[command] = OUTPUT_OF[""];
 
 /** The old tool's service program name, which the binary answers to when named so. */
 export const OLD_SERVICE_PROGRAM = "image-transfer-service";
@@ -308,12 +319,15 @@ export function argsForProgramName(programPath: string, args: string[]): string[
  * @throws {UsageError} naming the word, with a suggestion
  */
 export function checkCommandWords(program: Command, defaultCommand: Command, args: string[]): void {
+  const topOptions = [...program.options, ...defaultCommand.options];
   for (const arg of args) {
     if (arg === "--") break;
-    const reason = OLD_FLAGS[arg.split("=", 1)[0]];
+    const flag = arg.split("=", 1)[0];
+    const reason = flag === "--output"
+      ? OUTPUT_OF[commandWords(program, topOptions, args)]
+      : OLD_FLAGS[flag];
     if (reason) throw new UsageError(`unknown option '${arg}': ${reason}`);
   }
-  const topOptions = [...program.options, ...defaultCommand.options];
   const first = firstOperand(topOptions, args);
   if (!first) return;
   if (first.word === "help") {
@@ -329,6 +343,16 @@ export function checkCommandWords(program: Command, defaultCommand: Command, arg
   if (sub && sub.word !== "help" && !findCommand(command, sub.word)) {
     throw unknownCommand(command, sub.word);
   }
+}
+
+/** The command `args` name (`config show`, `init`), or "" for none: the words of known commands. */
+function commandWords(program: Command, topOptions: readonly Option[], args: string[]): string {
+  const first = firstOperand(topOptions, args);
+  const command = first && findCommand(program, first.word);
+  if (!first || !command) return "";
+  const sub = firstOperand([...command.options, ...program.options], first.rest);
+  const inner = sub && findCommand(command, sub.word);
+  return inner ? `${command.name()} ${inner.name()}` : command.name();
 }
 
 /** The first word of `args` that is neither one of `options` nor an option's value. */

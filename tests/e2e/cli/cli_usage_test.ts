@@ -62,7 +62,7 @@ Deno.test("an unknown option is named with a suggestion on the same line, exit 2
   );
 });
 
-Deno.test("the old tool's --install and --uninstall point to install-service and uninstall-service", async () => {
+Deno.test("the old tool's --install, --uninstall and --status point to install-service, uninstall-service and status", async () => {
   await using box = await cliSandbox();
   for (const args of [["--install"], ["-c", box.config, "--install"]]) {
     const result = await runCli(args, { env: box.env });
@@ -72,6 +72,11 @@ Deno.test("the old tool's --install and --uninstall point to install-service and
       /^error: unknown option '--install': the service is installed with `image-transfer install-service`/,
     );
   }
+  // The old service program's --status (image-transfer-service --status) is the status command.
+  assertUsage(
+    await runCli(["--status"], { env: box.env }),
+    "unknown option '--status': the daemon's state is shown by `image-transfer status`",
+  );
   const uninstall = await runCli(["--uninstall"], { env: box.env });
   assertUsage(
     uninstall,
@@ -94,6 +99,14 @@ Deno.test("the sync tool's --foreground, --service-name, --description and --out
       "unknown option '--output': `init` (or `config generate`) writes the file that -c names: " +
       "`image-transfer config generate -c FILE.yaml`",
     ],
+    // config show prints the config: not the advice for the commands that write one.
+    [
+      ["config", "show", "--output", "sync.yaml"],
+      "unknown option '--output': `config show` prints the config: " +
+      "`image-transfer config show > FILE.yaml`",
+    ],
+    // Another command's --output: commander's own word, no advice for another command.
+    [["status", "--output", "sync.yaml"], "unknown option '--output'\n"],
   ];
   for (const [args, message] of cases) {
     const result = await runCli(["-c", box.config, ...args], { env: box.env });
