@@ -388,7 +388,7 @@ function uncheckedChoice(name: string, option: string, next: unknown): boolean {
 
 /**
  * The rsync options of `options` that are refused, by index, with why: one
- * that removes files, sends nothing, leaves some of the files it is given
+ * that removes files (sources, or at the destination: `--delete`), sends nothing, leaves some of the files it is given
  * behind (filters and size limits: such a file would never arrive, and be
  * tried again and again), skips the whole-file checksum that verifies an
  * arrival (`--append`, `--checksum-choice=none`), or changes which files go where. The daemon sends
@@ -412,8 +412,11 @@ function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
     const at = [...short].findIndex((flag) => RSYNC_SHORT_VALUE.includes(flag));
     const flags = at < 0 ? short : short.slice(0, at);
     if (at >= 0 && at === short.length - 1) valueNext = true;
-    const why = /^--(?:remove-(?:source|sent)-files|del|delete(?:-.*)?)$/.test(name)
+    const why = /^--remove-(?:source|sent)-files$/.test(name)
       ? "removes files; a source leaves only by after_transfer, once it arrived verified"
+      : /^--(?:del|delete(?:-.*)?)$/.test(name)
+      ? "removes files at the destination that are not among those sent (the files that arrived " +
+        "there before, and other senders')"
       : /^--(?:dry-run|list-only|only-write-batch|read-batch|existing|ignore-non-existing)$/.test(
           name,
         ) || flags.includes("n")

@@ -966,6 +966,28 @@ Deno.test("rsync_options that remove files, send nothing, leave files behind or 
   ], error.message);
 });
 
+Deno.test("rsync_options --delete is refused for what it removes, files at the destination; --remove-source-files for sources", () => {
+  const error = configError(
+    `${MINIMAL}transfer_method: rsync\nrsync_options: [--delete, --delete-after, --remove-source-files]\n`,
+  );
+  const [deletes, after, source] = error.message.split("\n");
+  // Before: "a source leaves only by after_transfer", though --delete leaves sources alone.
+  for (const [line, option] of [[deletes, "--delete"], [after, "--delete-after"]]) {
+    assert.match(
+      line,
+      new RegExp(
+        `rsync_options\\[\\d\\]: ${option} removes files at the destination that are not among ` +
+          "those sent .*; remove it$",
+      ),
+    );
+    assert.ok(!line.includes("after_transfer"), line);
+  }
+  assert.match(
+    source,
+    /--remove-source-files removes files; a source leaves only by after_transfer/,
+  );
+});
+
 Deno.test("rsync_options that skip rsync's whole-file checksum (--append, --checksum-choice=none) are refused", () => {
   const options = [
     "--append-verify",
