@@ -126,6 +126,19 @@ export function keyPlace(file: string, jobIndex: number, keyPath: Path): string 
 }
 
 /**
+ * `FILE:LINE: KEY` for a top-level `key` of `config`; a key its file does not set is its default
+ * (a path the user never wrote): `FILE: KEY (not set in the config: its default path; set KEY
+ * to choose another)`.
+ */
+export function topKeyPlace(config: Config, key: string): string {
+  const line = jobKeyLine(config.file, -1, [key]);
+  if (line !== null) return `${config.file}:${line}: ${key}`;
+  if (config.file === COMMAND_LINE_CONFIG) return `${config.file}: ${key}`;
+  return `${config.file}: ${key} (not set in the config: its default path; set ${key} to choose ` +
+    "another)";
+}
+
+/**
  * `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`; for a run without a config file
  * the option that gives the key, `in the options (--watch, --to, --set): --set KEY=...` (see
  * {@linkcode optionOfKey}).

@@ -13,8 +13,8 @@
  */
 import { dirname } from "node:path";
 import { othersOwn, ownedByAnother, writableByOthers } from "../config/file_mode.ts";
-import { jobKeyLine, keyPlace } from "../config/key_lines.ts";
-import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
+import { topKeyPlace } from "../config/key_lines.ts";
+import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { notOurLog } from "../log/logging.ts";
 import { posixWord } from "../shell_words.ts";
@@ -29,12 +29,7 @@ export async function untrustedOwnFiles(config: Config, runsAs?: number | null):
   const account = runsAs === undefined ? (Deno.build.os === "windows" ? null : Deno.uid()) : runsAs;
   const problems: string[] = [];
   const top = (key: "state_dir" | "log_file", problem: string | null) => {
-    if (problem === null) return;
-    // A key left out is its default path, not a path the user gave: said so.
-    const said = jobKeyLine(config.file, -1, [key]) === null && config.file !== COMMAND_LINE_CONFIG
-      ? `${key} (not set in the config: its default path; set ${key} to choose another)`
-      : key;
-    problems.push(`${keyPlace(config.file, -1, [key])}: ${said}: ${problem}`);
+    if (problem !== null) problems.push(`${topKeyPlace(config, key)}: ${problem}`);
   };
   top(
     "state_dir",

@@ -12,7 +12,7 @@
  * @module
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { jobKeyPlace, keyPlace } from "../config/key_lines.ts";
+import { jobKeyPlace, keyPlace, topKeyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { keysNoJobInherits } from "../config/jobs.ts";
 import { ignoredJobKeys, retryDelaysAboveMax } from "../config/method_keys.ts";
@@ -238,7 +238,7 @@ function checkFolders(
       "tmpfs /mnt/ramdisk)";
   };
   const top = (key: "state_dir" | "log_file", problem: string | null) => {
-    if (problem !== null) problems.push(`${keyPlace(config.file, -1, [key])}: ${key}: ${problem}`);
+    if (problem !== null) problems.push(`${topKeyPlace(config, key)}: ${problem}`);
   };
   top("state_dir", guarded(config.state_dir));
   if (config.log_file !== "") top("log_file", guarded(config.log_file));

@@ -56,7 +56,7 @@ Deno.test("log_file: a symbolic link, or a file that is not a log of image-trans
   assert.equal((await validate(box.config, box.env)).code, 0);
 });
 
-Deno.test("the old Python tool's log at the default log_file path is appended to (its lines kept first, its rotated files left); another file there is refused as the default path", async () => {
+Deno.test("the old Python tool's log at the default log_file path is appended to (its lines kept first, its rotated files left); another file or a folder there is refused as the default path", async () => {
   await using box = await cliSandbox();
   const logs = join(box.env.HOME, "logs");
   await Deno.mkdir(logs, { mode: 0o700 });
@@ -102,6 +102,18 @@ Deno.test("the old Python tool's log at the default log_file path is appended to
     refused.stderr,
   );
   assert.equal(await Deno.readTextFile(log), "root:x:0:0:root:/root:/bin/bash\n");
+  // A folder at the default path: said of the default path too.
+  await Deno.remove(log);
+  await Deno.mkdir(log);
+  const folder = await validate(box.config, box.env);
+  assert.equal(folder.code, 2, folder.stderr);
+  assert.ok(
+    folder.stderr.includes(
+      `${box.config}: log_file (not set in the config: its default path; set log_file to ` +
+        `choose another): ${log} is a folder`,
+    ),
+    folder.stderr,
+  );
 });
 
 Deno.test("log_file in a folder another account can write in or owns, and a state_dir so, are refused with their lines and the chmod or chown", async () => {
