@@ -387,14 +387,13 @@ function uncheckedChoice(name: string, option: string, next: unknown): boolean {
 }
 
 /**
- * The rsync options of `options` that are refused, by index, with why: one
- * that removes files (sources, or at the destination: `--delete`), sends nothing, leaves some of the files it is given
- * behind (filters and size limits: such a file would never arrive, and be
- * tried again and again), skips the whole-file checksum that verifies an
- * arrival (`--append`, `--checksum-choice=none`), or changes which files go where. The daemon sends
- * its own list of files into its own upload folder, and a source leaves only
- * by `after_transfer`, once it arrived verified. A word that is the value of
- * the option before it (`--bwlimit -n`) is not an option.
+ * The rsync options of `options` that are refused, by index, with why: one that removes files
+ * (sources, or at the destination: `--delete`), sends nothing, leaves some of the files it is
+ * given behind (filters and size limits: such a file would never arrive, and be tried again and
+ * again), skips the whole-file checksum that verifies an arrival (`--append`,
+ * `--checksum-choice=none`), or changes which files go where. The daemon sends its own list of
+ * files into its own upload folder, and a source leaves only by `after_transfer`, once it arrived
+ * verified. A word that is the value of the option before it (`--bwlimit -n`) is not an option.
  */
 function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
   const refused: Array<[number, string]> = [];
