@@ -156,6 +156,25 @@ Deno.test("the log file is rotated past its size: the older files move up, the o
   }
 });
 
+Deno.test("the old Python tool's log and its rotated files are rotated on as one series: its lines move to .1, its oldest dropped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-log-" });
+  try {
+    const file = join(dir, "image_transfer.log");
+    const old = (n: number) => `2026-11-2${n} 22:01:13,512 - image_transfer - INFO - night ${n}\n`;
+    await Deno.writeTextFile(file, old(0));
+    for (let n = 1; n <= 5; n++) await Deno.writeTextFile(`${file}.${n}`, old(n));
+    const sink = logFileSink(file, (r) => `${r.message.join("")}\n`, old(0).length + 10, 5);
+    sink(record("info", ["image-transfer"], ["a new line past the size"]));
+    sink[Symbol.dispose]();
+    assert.equal(await Deno.readTextFile(file), "a new line past the size\n");
+    assert.equal(await Deno.readTextFile(`${file}.1`), old(0), "the old log, rotated");
+    for (let n = 2; n <= 5; n++) assert.equal(await Deno.readTextFile(`${file}.${n}`), old(n - 1));
+    await assert.rejects(Deno.stat(`${file}.6`), Deno.errors.NotFound, "five old files kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("quoteIfUnsafe: a name with a real line break is quoted, one with a backslash and an n is not", () => {
   assert.equal(quoteIfUnsafe("C:\\data\\n1.fits"), "C:\\data\\n1.fits");
   assert.equal(quoteIfUnsafe("a\nb"), '"a\\nb"');
