@@ -182,6 +182,7 @@ export class SourceCleaner {
       try {
         there = await this.#copiesThere?.(steps.map((step) => step.arrived)) ?? null;
       } catch (error) {
+        if (this.#closed) return; // Stopped while it asked.
         this.#log.warn(
           "Cannot look at the destination for the {count} source(s) due for clean-up ({error}): " +
             "they stay in the watch folder until the next look, within the hour",
