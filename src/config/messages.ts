@@ -75,6 +75,10 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     }
     expected += ", or an empty value";
   }
+  const off = OFF_WITH_EMPTY[key];
+  if (atKey && value === false && off !== undefined) {
+    return `expected ${expected}, got false; to turn ${off} off write ${key}: "" (an empty text)`;
+  }
   const quoteHint = !expected.startsWith("text")
     ? ""
     : typeof value === "number" || typeof value === "boolean"
@@ -88,6 +92,12 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     numberHint(expected, path, value)
   }${booleanHint(expected, path, value)}${commandHint(issue, path, value)}`;
 }
+
+/** The keys whose empty text (`""`) turns something off, and what. */
+const OFF_WITH_EMPTY: Readonly<Record<string, string>> = {
+  status_listen: "the status page",
+  log_file: "file logging",
+};
 
 /** The words YAML 1.1 read as true or false, which YAML 1.2 (and so this config) reads as text. */
 const YAML11_BOOLEANS: Readonly<Record<string, boolean>> = {
@@ -106,8 +116,10 @@ const YAML11_BOOLEANS: Readonly<Record<string, boolean>> = {
 function booleanHint(expected: string, path: Path, value: unknown): string {
   if (typeof value !== "string" || !expected.startsWith("true or false")) return "";
   const word = value.trim().toLowerCase();
-  if (!Object.hasOwn(YAML11_BOOLEANS, word)) return "";
   const key = String(path.at(-1));
+  // "true" in quotes is text too.
+  if (word === "true" || word === "false") return ` (write it without quotes: ${key}: ${word})`;
+  if (!Object.hasOwn(YAML11_BOOLEANS, word)) return "";
   return ` (YAML 1.2 reads ${value.trim()} as text: write ${key}: ${YAML11_BOOLEANS[word]})`;
 }
 

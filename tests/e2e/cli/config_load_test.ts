@@ -240,6 +240,37 @@ Deno.test('"" for a key whose default is no value says how to write no value, no
   );
 });
 
+Deno.test('"true" in quotes where true or false is expected says to write it without quotes', () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  // Before: only 'expected true or false, got "true"', which reads as if "true" were wrong.
+  assert.equal(
+    said('compression: "true"\n'),
+    'c.yaml:4: compression: expected true or false, got "true" (write it without quotes: ' +
+      "compression: true)",
+  );
+  assert.equal(
+    said("remote_sync: 'False'\n"),
+    'c.yaml:4: remote_sync: expected true or false, got "False" (write it without quotes: ' +
+      "remote_sync: false)",
+  );
+});
+
+Deno.test("status_listen: false and log_file: false say how the docs turn them off, not to quote false", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  // Before: 'expected text, got false (put it in quotes: "...")', a file or address named false.
+  assert.equal(
+    said("status_listen: false\n"),
+    "c.yaml:4: status_listen: expected text, got false; to turn the status page off write " +
+      'status_listen: "" (an empty text)',
+  );
+  assert.equal(
+    said("log_file: false\n"),
+    'c.yaml:4: log_file: expected text, got false; to turn file logging off write log_file: "" ' +
+      "(an empty text)",
+  );
+  assert.equal(parseConfig(MINIMAL + 'status_listen: ""\n', "c.yaml").status_listen, "");
+});
+
 Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
   const message = configError(
     MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",
