@@ -17,6 +17,7 @@ import type { Document, LineCounter } from "yaml";
 import { ConfigError } from "../errors.ts";
 import { closestWord, lineOf, type Path } from "./key_lines.ts";
 import { LOCAL_PATH_KEYS } from "./resolve.ts";
+import { quotedAsWritten } from "./paths.ts";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
 
@@ -266,7 +267,7 @@ function acceptsEmpty(schema: z.ZodType): boolean {
 export function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === null) return "an empty value";
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") return quotedAsWritten(value);
   if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "a list";
   if (typeof value === "object") return 'a mapping ("key: value" lines)';
   return String(value);

@@ -40,6 +40,18 @@ export function expandPath(path: string, baseDir = Deno.cwd()): string {
 const UNC_PATH = /^\\\\[^\\]/;
 
 /**
+ * `text` in double quotes for a message, as the user wrote it: a backslash stays one
+ * (`"C:\data"`, where JSON would show `"C:\\data"`). Text holding a quote or a control
+ * character is written as JSON instead, its escapes then telling it apart.
+ */
+export function quotedAsWritten(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return /["\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(text)
+    ? JSON.stringify(text)
+    : `"${text}"`;
+}
+
+/**
  * Why `text` cannot be a path on this machine: a Windows drive path
  * (`C:/data`, `D:\archive`) or network path (`\\server\share`) on Linux or
  * macOS, where it would name a folder below the current one. `null` when it
@@ -49,11 +61,11 @@ export function otherOsPathProblem(text: string, os: string = Deno.build.os): st
   if (os === "windows") return null;
   const system = os === "darwin" ? "macOS" : "Linux";
   if (UNC_PATH.test(text)) {
-    return `${JSON.stringify(text)} is a Windows network path, which ${system} does not have; ` +
+    return `${quotedAsWritten(text)} is a Windows network path, which ${system} does not have; ` +
       "mount the share and give the folder it is mounted on, e.g. /mnt/archive";
   }
   if (!/^[A-Za-z]:([\\/]|$)/.test(text)) return null;
-  return `${JSON.stringify(text)} is a Windows path (drive ${text[0].toUpperCase()}:), ` +
+  return `${quotedAsWritten(text)} is a Windows path (drive ${text[0].toUpperCase()}:), ` +
     `which ${system} does not have; give this machine's path, e.g. /data/images or ~/data/images`;
 }
 
@@ -65,7 +77,7 @@ export function unsetVariableProblem(path: string): string | null {
   const name = /%([A-Za-z_][A-Za-z0-9_]*)%/.exec(path)?.[1];
   if (name === undefined) return null;
   return `%${name}% is not set in this environment, so the path would hold it as written ` +
-    `(${JSON.stringify(path)}); set it where the daemon runs, or write the folder itself`;
+    `(${quotedAsWritten(path)}); set it where the daemon runs, or write the folder itself`;
 }
 
 /** The folder name the program's files go in, under each OS's usual place. */

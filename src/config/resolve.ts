@@ -7,7 +7,7 @@
  */
 import type { DaemonInput, JobInput } from "./schema.ts";
 import type { Config, JobConfig, VerifyMode } from "./types.ts";
-import { expandPath } from "./paths.ts";
+import { expandPath, quotedAsWritten } from "./paths.ts";
 import { ConfigError } from "../errors.ts";
 
 /**
@@ -53,7 +53,7 @@ function expandKey(key: string, value: string, baseDir: string, job?: string): s
   } catch (error) {
     // No HOME (a service started without one): what is wrong is a key, and the fix is in it.
     throw new ConfigError(
-      `${key}${job === undefined ? "" : ` of job ${job}`}: ${JSON.stringify(value)} is in the ` +
+      `${key}${job === undefined ? "" : ` of job ${job}`}: ${quotedAsWritten(value)} is in the ` +
         "home folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
         `${key} as an absolute path`,
       { cause: error },

@@ -8,6 +8,7 @@
 import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { Cron } from "croner";
+import { quotedAsWritten } from "./paths.ts";
 
 /** One of `ssh_options`: `Key=Value`. */
 export const sshOption = z.string().regex(
@@ -49,7 +50,7 @@ function refuseControlCharacters(text: string, context: z.RefinementCtx): void {
     code: "custom",
     message:
       `the path holds a control character (${code} after ${
-        JSON.stringify(text.slice(0, found.index))
+        quotedAsWritten(text.slice(0, found.index))
       }): in double quotes YAML reads a backslash as an escape ("D:\\archive" holds \\a, a bell); ` +
       "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
   });
@@ -163,7 +164,9 @@ export const globPattern = z.string().min(1).refine(
   (pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern),
   {
     error: ({ input }) =>
-      `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
+      `pattern ${
+        quotedAsWritten(String(input))
+      } is an absolute path, but patterns are matched against ` +
       `the path below the watch folder, so it matches nothing; write ` +
       (/^\/[^/*?]+\/$/.test(String(input))
         ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
@@ -171,14 +174,16 @@ export const globPattern = z.string().min(1).refine(
   },
 ).refine((pattern) => severalInOne(pattern) === null, {
   error: ({ input }) =>
-    `pattern ${JSON.stringify(input)} is several patterns written as one (it matches only names ` +
+    `pattern ${
+      quotedAsWritten(String(input))
+    } is several patterns written as one (it matches only names ` +
     `with that ${String(input).includes(",") ? '","' : "space"} in them); write each as an item ` +
     `of the list: [${severalInOne(String(input))!.map((part) => JSON.stringify(part)).join(", ")}]`,
 }).refine((pattern) => unclosedInPattern(pattern) === null, {
   error: ({ input }) => {
     const open = unclosedInPattern(String(input));
     const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
-    return `pattern ${JSON.stringify(input)} opens "${open}" and never closes it, so it ` +
+    return `pattern ${quotedAsWritten(String(input))} opens "${open}" and never closes it, so it ` +
       `matches only names holding that character; close it (e.g. ${example}), or write ` +
       `'\\${open}' (in single quotes) for the character itself`;
   },
@@ -206,12 +211,16 @@ export const globPatterns = z.array(globPattern);
 export const filePatterns = z.array(
   globPattern.refine((pattern) => !pattern.endsWith("/"), {
     error: ({ input }) =>
-      `pattern ${JSON.stringify(input)} ends with "/", so it names folders and matches no file; ` +
+      `pattern ${
+        quotedAsWritten(String(input))
+      } ends with "/", so it names folders and matches no file; ` +
       `write ${JSON.stringify(`${input}*.fits`)} for the files in such a folder, or put it in ` +
       `exclude_patterns to skip them`,
   }).refine((pattern) => !/^\.[^/*?[{\\]+$/.test(pattern), {
     error: ({ input }) =>
-      `pattern ${JSON.stringify(input)} matches only a file named ${JSON.stringify(input)}, ` +
+      `pattern ${quotedAsWritten(String(input))} matches only a file named ${
+        quotedAsWritten(String(input))
+      }, ` +
       `which is hidden and never sent; for the files ending in ${input} write ` +
       JSON.stringify(`*${input}`),
   }),

@@ -18,7 +18,7 @@ import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { othersOwn, ownedByAnother, writableByOthers } from "../config/file_mode.ts";
 import { posixWord } from "../shell_words.ts";
 import { keyPlace } from "../config/key_lines.ts";
-import { fileInPlaceOfFolder, homeDir } from "../config/paths.ts";
+import { fileInPlaceOfFolder, homeDir, quotedAsWritten } from "../config/paths.ts";
 import type { Path } from "../config/key_lines.ts";
 
 /**
@@ -64,9 +64,9 @@ export async function checkUserPrograms(
       problems.push(
         `${where()}: ` +
           (relative
-            ? `${JSON.stringify(argv[0])} is a relative path, which the daemon would take from ` +
+            ? `${quotedAsWritten(argv[0])} is a relative path, which the daemon would take from ` +
               "whatever folder it runs in (not the config file's): give its absolute path"
-            : `cannot find the program ${JSON.stringify(argv[0])}` +
+            : `cannot find the program ${quotedAsWritten(argv[0])}` +
               (/[\\/]/.test(argv[0])
                 ? ": give its absolute path"
                 : " on PATH: give its absolute path")),

@@ -1451,7 +1451,8 @@ Deno.test("run, a dry run and doctor refuse another OS's paths, and unset %VAR%s
       assert.match(result.stderr, /:5: log_file: "C:\/logs\/it\.log" is a Windows path/);
       assert.match(
         result.stderr,
-        /:3: remote_base_path of job default: "D:\\\\archive" is a Windows/,
+        // As written ('D:\archive'), not with JSON's doubled backslash ("D:\\archive").
+        /:3: remote_base_path of job default: "D:\\archive" is a Windows/,
       );
       // A variable of another environment (a service's is not the shell's) is that machine's too.
       assert.match(

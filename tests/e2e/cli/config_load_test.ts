@@ -271,6 +271,18 @@ Deno.test("status_listen: false and log_file: false say how the docs turn them o
   assert.equal(parseConfig(MINIMAL + 'status_listen: ""\n', "c.yaml").status_listen, "");
 });
 
+Deno.test("a value with backslashes is shown as written (C:\\data), not with JSON's doubled ones", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  // Before: got "C:\\data\\port", two backslashes where the user wrote one.
+  assert.equal(
+    said("ssh_port: 'C:\\data\\port'\n"),
+    "c.yaml:4: ssh_port: expected a whole number from 1 to 65535, or an empty value, got " +
+      '"C:\\data\\port"',
+  );
+  // A control character is still written as an escape, so the text is JSON's there.
+  assert.match(said('ssh_port: "a\\tb"\n'), /got "a\\tb"$/);
+});
+
 Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
   const message = configError(
     MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",
@@ -1249,7 +1261,7 @@ Deno.test("a glob pattern written as an absolute path is refused, naming its lin
   );
   assert.match(
     lines[1],
-    /:5: exclude_patterns\[0\]: pattern "C:\\\\data\\\\x\*" is an absolute path/,
+    /:5: exclude_patterns\[0\]: pattern "C:\\data\\x\*" is an absolute path/,
   );
   // A folder written from the top, as in .gitignore: the pattern that names it.
   assert.match(

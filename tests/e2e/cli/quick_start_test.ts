@@ -179,7 +179,7 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
   );
   if (Deno.build.os !== "windows") {
     assert.throws(quick("C:/data", "/mnt/archive"), /--watch: "C:\/data" is a Windows path/);
-    assert.throws(quick("/data/camera", "D:\\archive"), /--to: "D:\\\\archive" is a Windows path/);
+    assert.throws(quick("/data/camera", "D:\\archive"), /--to: "D:\\archive" is a Windows path/);
     assert.throws(quick("/data/camera", "\\\\nas\\archive"), /--to: .* is a Windows network path/);
     await assert.rejects(
       checkQuickStart(quick("/data/camera", "/mnt/archive", ["state_dir=\\\\nas\\state"])().config),
