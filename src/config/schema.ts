@@ -19,6 +19,7 @@ import {
   isValidCron,
   isValidTimeZone,
   listenAddress,
+  nameText,
   pathText,
   sshOption,
 } from "./values.ts";
@@ -120,12 +121,12 @@ export const jobShape = {
     "How files travel: `scp`, `rsync`, `ftp` or `local`. `scp` and `rsync` go over SSH, `ftp` is FTP or FTPS (see the `ftp_*` keys), `local` is a copy on this machine or a mounted share.",
   ),
   remote_host: doc(
-    z.string().default(""),
+    nameText.default(""),
     "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local. The host only, not a URL: the port goes in `ssh_port` or `ftp_port`, the user in `remote_user`.",
     { example: "processing-server" },
   ),
   remote_user: doc(
-    z.string().default(""),
+    nameText.default(""),
     "Login name on the destination. Empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(

@@ -105,6 +105,20 @@ function unexpandedReference(text: string): string | null {
   return null;
 }
 
+/**
+ * A host or login name: no space before or after it, which would be taken as part of the name
+ * (`"host "`: a host that cannot be found, a login that is refused).
+ */
+export const nameText = z.string().refine((text) => text.trim() === "" || text === text.trim(), {
+  error: ({ input }) => {
+    const text = String(input);
+    const [before, after] = [/^\s/.test(text), /\s$/.test(text)];
+    const where = before && after ? "starts and ends" : before ? "starts" : "ends";
+    return `${quotedAsWritten(text)} ${where} with a space, which would be taken as part of ` +
+      `the name; write ${quotedAsWritten(text.trim())}`;
+  },
+});
+
 /** `HOST:PORT` of the status page, or `""` for off. */
 export const listenAddress = z.string().regex(
   /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,

@@ -283,6 +283,26 @@ Deno.test("a value with backslashes is shown as written (C:\\data), not with JSO
   assert.match(said('ssh_port: "a\\tb"\n'), /got "a\\tb"$/);
 });
 
+Deno.test("a space before or after remote_host or remote_user is refused at its line, with the name to write", () => {
+  // Before: accepted, and "host " went into ssh's argv and the summary (" obs@host :/data/out").
+  const error = configError(
+    'watch_path: /in\nremote_host: "host "\nremote_user: " obs"\nremote_base_path: /out\n',
+    "c.yaml",
+  );
+  assert.equal(
+    error.message,
+    'c.yaml:2: remote_host: "host " ends with a space, which would be taken as part of the ' +
+      'name; write "host"\n' +
+      'c.yaml:3: remote_user: " obs" starts with a space, which would be taken as part of the ' +
+      'name; write "obs"',
+  );
+  // Blanks alone are no host at all: said as a missing one.
+  assert.match(
+    configError('watch_path: /in\nremote_host: "  "\nremote_base_path: /out\n').message,
+    /:2: remote_host: required when transfer_method is "scp"/,
+  );
+});
+
 Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
   const message = configError(
     MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",
