@@ -64,7 +64,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   ) {
     ctx.addIssue({
       code: "custom",
-      path: ["ftp_password_file"],
+      // At the line of the login that needs it: ftp_password_file is not written.
+      path: ["remote_user"],
       message:
         "transfer_method ftp with a remote_user needs a password: give ftp_password_file (a file holding it) or ftp_password_env (a variable holding it)",
     });

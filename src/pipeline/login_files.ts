@@ -110,6 +110,15 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
         );
         continue;
       }
+      // The password is the file's first line: an empty one would log in with no password.
+      const firstLine = key === "ftp_password_file" ? head(file, 4096)?.split(/\r?\n/)[0] : null;
+      if (firstLine === "") {
+        problems.push(
+          `${place}: ${file} ${info.size === 0 ? "is empty" : "has an empty first line"}: ` +
+            "write the password on its first line",
+        );
+        continue;
+      }
       const wrongKind = key === "ssh_identity_file"
         ? notAPrivateKey(file)
         : key === "ftp_ca_file"

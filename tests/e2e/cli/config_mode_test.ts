@@ -333,6 +333,51 @@ Deno.test("init writes a config that is not group writable even under umask 002"
   });
 });
 
+Deno.test("config validate refuses an empty ftp_password_file, and a missing password at remote_user's line", async () => {
+  await withTempDir(async (dir) => {
+    const password = join(dir, "ftp-password");
+    const config = join(dir, "config.yaml");
+    const write = (lines: string[]) =>
+      Deno.writeTextFile(
+        config,
+        [
+          `watch_path: ${JSON.stringify(join(dir, "watch"))}`,
+          "remote_base_path: /data",
+          "transfer_method: ftp",
+          "remote_host: example.invalid",
+          "remote_user: obs",
+          ...lines,
+          "",
+        ].join("\n"),
+        { mode: 0o600 },
+      );
+    const validate = () => runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    await write([`ftp_password_file: ${JSON.stringify(password)}`]);
+    // Before: accepted, and every login sent an empty password.
+    for (const [text, said] of [["", "is empty"], ["\nsecret\n", "has an empty first line"]]) {
+      await Deno.writeTextFile(password, text, { mode: 0o600 });
+      const refused = await validate();
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(
+        refused.stderr,
+        `error: ${config}:6: ftp_password_file of job default: ${password} ${said}: write the ` +
+          "password on its first line\n",
+      );
+    }
+    await Deno.writeTextFile(password, "secret\n");
+    const ok = await validate();
+    assert.equal(ok.code, 0, ok.stderr);
+    // Before: at line 1, where nothing is about a password; now at the login that needs one.
+    await write([]);
+    const none = await validate();
+    assert.equal(none.code, 2, none.stderr);
+    assert.match(
+      none.stderr,
+      new RegExp(`^error: ${RegExp.escape(config)}:5: remote_user: .*needs a password`),
+    );
+  });
+});
+
 Deno.test("config validate refuses an ftp_password_file that is a folder and an ftp_ca_file with no PEM certificate, with their lines", async () => {
   await withTempDir(async (dir) => {
     const password = join(dir, "secrets");
