@@ -1,13 +1,16 @@
 /**
- * A `TZ` in the environment that this program's clock does not follow. The C library (`date`, the
+ * Time zones that do not mean what they seem. A `TZ` in the environment that this program's clock
+ * does not follow. The C library (`date`, the
  * logs of other programs) reads a POSIX rule such as `<-03>3` or `CLT4CLST,M9.1.6/24,M4.1.6/24`;
  * the runtime's time zone data (ICU) takes IANA names and simple forms (`UTC+3`) only, and runs on
  * UTC for any other, without a word. A job without `night_timezone` would then put its files into
- * the night folders of UTC while `date` shows the observatory's time.
+ * the night folders of UTC while `date` shows the observatory's time. And a zone of the config
+ * written `Etc/GMT+3`, whose sign is POSIX's (hours west of UTC): it is UTC-03:00.
  *
  * @module
  */
 import type { Config } from "./types.ts";
+import { keyPlace, type Path } from "./key_lines.ts";
 
 /** A POSIX TZ zone name: three letters or more, or any of letters, digits, + and - in `<>`. */
 const NAME = "(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]+>)";
@@ -62,4 +65,35 @@ export function tzNotFollowed(
     `${zone} (${offsetText(used)} now), not TZ's ${offsetText(offsets[0])}${summer} as date ` +
     `does, so the night folders of job(s) ${jobs.join(", ")} (no night_timezone) follow ` +
     `${zone}; set night_timezone to an IANA name such as "America/Santiago" (or TZ to one)`;
+}
+
+/**
+ * What to say of each `night_timezone` and schedule `timezone` of `config` written `Etc/GMT+3`:
+ * the Etc zones take POSIX's sign (hours west of UTC), so it is UTC-03:00, the reverse of what most
+ * read in it; the offset it is, and the name of the one it seems.
+ */
+export function reversedSignZones(config: Config): string[] {
+  const notes = config.jobs.flatMap((job, index) => {
+    const zones: [Path, string][] = [
+      [["night_timezone"], job.night_timezone],
+      ...job.schedules.map((
+        entry,
+        at,
+      ): [Path, string] => [["schedules", at, "timezone"], entry.timezone]),
+    ];
+    return zones.flatMap(([path, zone]) => {
+      const etc = /^etc\/gmt([+-])0*([1-9]\d?)$/i.exec(zone);
+      if (etc === null) return [];
+      const [seems, hours] = [etc[1], `${etc[2].padStart(2, "0")}:00`];
+      const is = seems === "+" ? "-" : "+";
+      const key = path.length === 1 ? path[0] : `schedules[${path[1]}].timezone`;
+      return [
+        `${keyPlace(config.file, index, path)}: ${key} of job ${job.name}: ${zone} is ` +
+        `UTC${is}${hours}, not UTC${seems}${hours}: the Etc zones count hours west of UTC ` +
+        `(POSIX's sign); for UTC${seems}${hours} write Etc/GMT${is}${etc[2]}, or a city's zone ` +
+        'such as "America/Santiago"',
+      ];
+    });
+  });
+  return notes;
 }

@@ -29,7 +29,7 @@ import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 import { fileInPlaceOfFolder, otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
-import { tzNotFollowed } from "../config/tz_environment.ts";
+import { reversedSignZones, tzNotFollowed } from "../config/tz_environment.ts";
 
 /**
  * Check `config` as `run` does before it starts.
@@ -74,6 +74,7 @@ export async function checkBeforeStart(
     ...passphraseKeys(config),
     ...(runsAs === undefined ? unsetPasswordVariables(config) : []), // Not a service's env.
     ...(runsAs === undefined ? [tzNotFollowed(config)].filter((note) => note !== null) : []),
+    ...reversedSignZones(config),
     ...keysNoJobInherits(config.file).map((key) =>
       `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
       "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +

@@ -284,6 +284,34 @@ Deno.test("a remote_base_path that starts with a port, or is one, is refused by 
   });
 });
 
+Deno.test("config validate warns that night_timezone or a schedule's timezone Etc/GMT+3 is UTC-03:00, with its line and the name for UTC+03:00", async () => {
+  await withTempDir(async (home) => {
+    const { file, write } = await methodConfig(home, "/data/incoming", [
+      "night_timezone: Etc/GMT+3",
+      "schedules:",
+      '  - cron: "0 8 * * *"',
+      "    timezone: etc/GMT-11",
+      "    action: rescan",
+      '  - cron: "0 9 * * *"',
+      "    timezone: Etc/GMT+0",
+      "    action: rescan",
+    ]);
+    await write("scp");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    // Before: nothing, and the night folders turned at noon six hours from where they seemed to.
+    assert.equal(
+      result.stderr,
+      `warning: ${file}:5: night_timezone of job default: Etc/GMT+3 is UTC-03:00, not ` +
+        "UTC+03:00: the Etc zones count hours west of UTC (POSIX's sign); for UTC+03:00 write " +
+        'Etc/GMT-3, or a city\'s zone such as "America/Santiago"\n' +
+        `warning: ${file}:8: schedules[0].timezone of job default: etc/GMT-11 is UTC+11:00, not ` +
+        "UTC-11:00: the Etc zones count hours west of UTC (POSIX's sign); for UTC-11:00 write " +
+        'Etc/GMT+11, or a city\'s zone such as "America/Santiago"\n',
+    );
+  });
+});
+
 Deno.test("yes, no, on and off where true or false is expected are refused with the one to write, as YAML 1.2 reads them as text (config validate and a --set)", async () => {
   await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [
