@@ -20,6 +20,7 @@ import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/state_files.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../layout/watch_folder_paths.ts";
+import { excludedEverything } from "../watch/file_filter.ts";
 import { checkUserPrograms } from "./user_programs.ts";
 import { checkLoginFiles, passphraseKeys, unsetPasswordVariables } from "./login_files.ts";
 import { assertCleanupSafe, assertDestinationsApart } from "./destinations_apart.ts";
@@ -75,6 +76,7 @@ export async function checkBeforeStart(
     ...(runsAs === undefined ? unsetPasswordVariables(config) : []), // Not a service's env.
     ...(runsAs === undefined ? [tzNotFollowed(config)].filter((note) => note !== null) : []),
     ...reversedSignZones(config),
+    ...excludedEverything(config),
     ...keysNoJobInherits(config.file).map((key) =>
       `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
       "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +

@@ -20,7 +20,8 @@ import { escapeName } from "./readable_names.ts";
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
 import { isTempName } from "../layout/destination.ts";
-import { filePatternsSaid } from "../config/key_lines.ts";
+import { filePatternsSaid, jobKeyPlace } from "../config/key_lines.ts";
+import type { Config } from "../config/types.ts";
 import {
   classifyEntry,
   type EntryHint,
@@ -247,6 +248,35 @@ export function matcher(patterns: string[], nocase: boolean): (relPath: string) 
     for (const test of tests) if (test(path)) return true;
     return false;
   };
+}
+
+/** A pattern of literal characters, `*` and `/` only: matched as a name, it stands for its names. */
+const PLAIN_PATTERN = /^[^?[\]{}()!@+\\,]+$/;
+
+/**
+ * What to say of each job of `config` whose `exclude_patterns` leave out every name its
+ * `file_patterns` take (`exclude_patterns: ["*"]`), so it sends nothing: the exclusions that do.
+ * Told where an exclusion matches each file pattern read as a name, both plain (see
+ * {@linkcode PLAIN_PATTERN}): then it matches every name that file pattern takes.
+ */
+export function excludedEverything(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    const nocase = !job.case_sensitive_patterns;
+    const files = (pattern: string) => !pattern.endsWith("/") && PLAIN_PATTERN.test(pattern);
+    const excludes = job.exclude_patterns.filter(files);
+    if (excludes.length === 0 || !job.file_patterns.every(files)) return [];
+    const covering = job.file_patterns.map((name) =>
+      excludes.find((pattern) => matcher([pattern], nocase)(name))
+    );
+    if (covering.some((pattern) => pattern === undefined)) return [];
+    const said = [...new Set(covering)].map((pattern) => JSON.stringify(pattern)).join(", ");
+    return [
+      `${jobKeyPlace(config, index, "exclude_patterns")}: ${said} leave${
+        said.includes(",") ? "" : "s"
+      } out every name file_patterns takes (${job.file_patterns.join(", ")}), so this job ` +
+      'sends nothing; narrow the exclusion (e.g. "*.tmp") or remove it',
+    ];
+  });
 }
 
 /**

@@ -312,6 +312,35 @@ Deno.test("config validate warns that night_timezone or a schedule's timezone Et
   });
 });
 
+Deno.test("config validate warns that exclude_patterns leaving out every name file_patterns takes sends nothing, with its line; a narrower one says nothing", async () => {
+  await withTempDir(async (home) => {
+    const lines = (exclude: string) => ['file_patterns: ["*.fits", "raw/*.FIT"]', exclude];
+    const validate = async (exclude: string) => {
+      const { file, write } = await methodConfig(home, "/data/incoming", lines(exclude));
+      await write("scp");
+      const result = await cli(home, ["-c", file, "config", "validate"]);
+      assert.equal(result.code, 0, result.stderr);
+      await Deno.remove(join(home, "in"), { recursive: true });
+      return { file, stderr: result.stderr };
+    };
+    // Before: accepted without a word, and the job sent nothing.
+    const all = await validate('exclude_patterns: ["*"]');
+    assert.equal(
+      all.stderr,
+      `warning: ${all.file}:6: exclude_patterns of job default: "*" leaves out every name ` +
+        "file_patterns takes (*.fits, raw/*.FIT), so this job sends nothing; narrow the " +
+        'exclusion (e.g. "*.tmp") or remove it\n',
+    );
+    const two = await validate('exclude_patterns: ["*.fits", "*.fit", "calib/"]');
+    assert.match(
+      two.stderr,
+      /:6: exclude_patterns of job default: "\*\.fits", "\*\.fit" leave out/,
+    );
+    // One file pattern still takes names: nothing to say.
+    assert.equal((await validate('exclude_patterns: ["*.fits", "?.fit"]')).stderr, "");
+  });
+});
+
 Deno.test("yes, no, on and off where true or false is expected are refused with the one to write, as YAML 1.2 reads them as text (config validate and a --set)", async () => {
   await withTempDir(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [
