@@ -43,7 +43,7 @@ export interface ResolvedTarget {
  * @param purpose `install` also refuses a service that would run as root without `--allow-root`
  * @returns the target, the account and any warnings
  * @throws {UsageError} for an unknown `--os`, `--os` without `--print`/`--root`, `--user` under
- *   sudo, a system-wide Linux install without root, or (installing, not only shown) a service
+ *   sudo, `--user` with `--allow-root`, a system-wide Linux install without root, or (installing, not only shown) a service
  *   running as root without `--allow-root`
  */
 export function resolveServiceTarget(
@@ -70,7 +70,20 @@ export function resolveServiceTarget(
         "or add --user for a per-user service",
     );
   }
+  if (options.user && options.allowRoot) {
+    throw new UsageError(
+      "Cannot use --allow-root with --user: --allow-root lets a service that starts at boot run " +
+        `as root, and --user puts it in your own login session, as ${account.user}; leave out ` +
+        "one of them",
+    );
+  }
   const warnings: string[] = [];
+  if (options.allowRoot && os !== "windows" && !isRootAccount(account)) {
+    warnings.push(
+      `--allow-root changes nothing here: the service runs as ${account.user}` +
+        `${account.viaSudo ? " (who ran sudo)" : ""}, not as root`,
+    );
+  }
   if (purpose === "install" && os !== "windows" && scope === "system" && isRootAccount(account)) {
     if (!options.allowRoot && options.print === true) {
       // Only shown: say what installing it would need.

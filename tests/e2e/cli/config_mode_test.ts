@@ -92,6 +92,35 @@ Deno.test("a config file owned by another user is refused with exit 2 and the ch
   assert.equal(ok.code, 0, ok.stderr);
 });
 
+Deno.test("install-service refuses --user with --allow-root, and says --allow-root changes nothing for another account", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const print = ["-c", box.config, "install-service", "--os", "linux", "--print"];
+  // Before: accepted without a word, --allow-root silently meaning nothing.
+  const both = await runCli([...print, "--user", "--allow-root"], { env: box.env });
+  assert.equal(both.code, 2, both.stderr);
+  assert.match(
+    both.stderr,
+    /^error: Cannot use --allow-root with --user: .* leave out one of them$/m,
+  );
+  assert.equal(both.stdout, "");
+  // Through sudo from another account the service runs as that account, --allow-root or not.
+  const uid = String(Deno.uid());
+  const sudo = {
+    ...box.env,
+    USER: "root",
+    SUDO_USER: "itx-observer",
+    SUDO_UID: uid,
+    SUDO_GID: uid,
+  };
+  const viaSudo = await runCli([...print, "--allow-root"], { env: sudo });
+  assert.equal(viaSudo.code, 0, viaSudo.stderr);
+  assert.match(
+    viaSudo.stderr,
+    /^warning: --allow-root changes nothing here: the service runs as itx-observer \(who ran sudo\), not as root$/m,
+  );
+  assert.match(viaSudo.stdout, /^User=itx-observer$/m);
+});
+
 Deno.test("an ssh_identity_file group or others can write is refused with exit 2 and the chmod", async () => {
   await withTempDir(async (dir) => {
     const key = join(dir, "id_ed25519");
