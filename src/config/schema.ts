@@ -13,6 +13,7 @@ import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";
 import {
+  argumentText,
   basePathText,
   filePatterns,
   globPatterns,
@@ -52,7 +53,7 @@ export const scheduleEntry = z.strictObject({
       }; use an IANA name such as "America/Santiago"`,
   }).default(""),
   action: z.enum(["rescan", "command", "report", "pause", "resume"]),
-  command: z.array(z.string()).default([]),
+  command: z.array(argumentText).default([]),
   timeout_seconds: z.number().positive().max(604_800).optional(),
   nights: z.int().min(1).max(366).optional(),
 }).superRefine((entry, ctx) => {
@@ -244,7 +245,7 @@ export const jobShape = {
     "Seconds between two polls of a polled watch folder (see `watch_mode`). A poll reads the mtime of every folder and lists only those that changed.",
   ),
   rsync_options: doc(
-    z.array(z.string().min(1)).default([]),
+    z.array(argumentText.min(1)).default([]),
     "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. Each item is one argument (`[--bwlimit=50000, --partial]`: several options in one item are refused). With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`: sources leave only by `after_transfer`; `--delete\u2026`, which removes the files at the destination not among those sent), send nothing (`--dry-run`, `--existing`), leave some files behind (`--exclude`, `--filter`, `--max-size`: choose files with `file_patterns` and `exclude_patterns`) or change which files go where (`--files-from`, `--relative`) are refused. So are `-e` and `--rsh`, which would replace the ssh command the daemon runs: the port goes in `ssh_port`, other SSH options in `ssh_options`. And so are `--append` and `--checksum-choice=none`, which skip rsync's whole-file checksum that verifies each arrival.",
   ),
   ssh_port: doc(
@@ -281,13 +282,13 @@ export const jobShape = {
     "ftp with TLS: PEM file of the certificate authority to trust. It may be the server's own self-signed certificate; empty means the system's trusted authorities.",
   ),
   on_transfer: doc(
-    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+    z.array(argumentText).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
       error: 'the first element must name a program, e.g. ["/usr/local/bin/reduce", "--quick"]',
     }),
     "Program run after each verified arrival, as an argument list (no shell). For example `[/usr/local/bin/reduce, --quick]`; the facts come in `IMAGE_TRANSFER_*` environment variables. The program must be allowed to run (see Hooks). Empty: none.",
   ),
   on_failure: doc(
-    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+    z.array(argumentText).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
       error: 'the first element must name a program, e.g. ["/usr/local/bin/alert"]',
     }),
     "Program run when a file gives up (retries exhausted or not retryable). An argument list like `on_transfer`; `IMAGE_TRANSFER_ERROR` says why. Empty: none.",

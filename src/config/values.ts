@@ -10,12 +10,6 @@ import { z } from "zod";
 import { Cron } from "croner";
 import { quotedAsWritten } from "./paths.ts";
 
-/** One of `ssh_options`: `Key=Value`. */
-export const sshOption = z.string().regex(
-  /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
-  'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
-);
-
 /**
  * A path as text: no control characters. They come from a YAML double-quoted
  * string that read a Windows path's backslashes as escapes (`"D:\archive"`
@@ -42,18 +36,25 @@ export function unexpandedLocalPath(text: string): string | null {
 /** Add an issue to `context` for the first control character of the path `text`, if any. */
 function refuseControlCharacters(text: string, context: z.RefinementCtx): void {
   // The first control character (a tab, a bell from `"D:\archive"`...), if any.
-  // deno-lint-ignore no-control-regex
-  const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
+  const found = firstControlCharacter(text);
   if (found === null) return;
-  const code = `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
   context.addIssue({
     code: "custom",
     message:
-      `the path holds a control character (${code} after ${
-        quotedAsWritten(text.slice(0, found.index))
+      `the path holds a control character (${found.code} after ${
+        quotedAsWritten(found.before)
       }): in double quotes YAML reads a backslash as an escape ("D:\\archive" holds \\a, a bell); ` +
       "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
   });
+}
+
+/** The first control character of `text` (`U+0000`) and the text before it; `null` if none. */
+function firstControlCharacter(text: string): { code: string; before: string } | null {
+  // deno-lint-ignore no-control-regex
+  const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
+  if (found === null) return null;
+  const code = `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
+  return { code, before: text.slice(0, found.index) };
 }
 
 /** Whether `text` is an absolute path that exists as written here (a folder named `a $x`). */
@@ -107,17 +108,40 @@ function unexpandedReference(text: string): string | null {
 
 /**
  * A host or login name: no space before or after it, which would be taken as part of the name
- * (`"host "`: a host that cannot be found, a login that is refused).
+ * (`"host "`: a host that cannot be found, a login that is refused), and no control character.
  */
-export const nameText = z.string().refine((text) => text.trim() === "" || text === text.trim(), {
-  error: ({ input }) => {
-    const text = String(input);
+export const nameText = z.string().superRefine((text, context) => {
+  const control = firstControlCharacter(text);
+  if (control !== null) {
+    context.addIssue({
+      code: "custom",
+      message: `the name holds a control character (${control.code} after ` +
+        `${quotedAsWritten(control.before)}); write the name alone`,
+    });
+  } else if (text.trim() !== "" && text !== text.trim()) {
     const [before, after] = [/^\s/.test(text), /\s$/.test(text)];
     const where = before && after ? "starts and ends" : before ? "starts" : "ends";
-    return `${quotedAsWritten(text)} ${where} with a space, which would be taken as part of ` +
-      `the name; write ${quotedAsWritten(text.trim())}`;
-  },
+    context.addIssue({
+      code: "custom",
+      message: `${quotedAsWritten(text)} ${where} with a space, which would be taken as part of ` +
+        `the name; write ${quotedAsWritten(text.trim())}`,
+    });
+  }
 });
+
+/** One argument of a program (hooks, a scheduled command, rsync's options): no NUL character. */
+export const argumentText = z.string().refine((text) => !text.includes("\0"), {
+  error: ({ input }) =>
+    `a NUL character (U+0000 after ${
+      quotedAsWritten(String(input).slice(0, String(input).indexOf("\0")))
+    }) cannot be passed to a program; remove it (in double quotes YAML reads \\0 as one)`,
+});
+
+/** One of `ssh_options`: `Key=Value`, an argument of ssh. */
+export const sshOption = argumentText.regex(
+  /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
+  'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
+);
 
 /** `HOST:PORT` of the status page, or `""` for off. */
 export const listenAddress = z.string().regex(
@@ -174,7 +198,13 @@ function unclosedInPattern(pattern: string): "[" | "{" | null {
  * path below it, so an absolute one matches nothing) and with its brackets and braces closed. One
  * ending in `/` names folders (as in `.gitignore`): `exclude_patterns` only.
  */
-export const globPattern = z.string().min(1).refine(
+export const globPattern = z.string().min(1).refine((pattern) => !pattern.includes("\0"), {
+  error: ({ input }) =>
+    `pattern ${
+      JSON.stringify(input)
+    } holds a NUL character, which no file name holds, so it matches nothing; remove it ` +
+    "(in double quotes YAML reads \\0 as one)",
+}).refine(
   (pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern),
   {
     error: ({ input }) =>

@@ -303,6 +303,28 @@ Deno.test("a space before or after remote_host or remote_user is refused at its 
   );
 });
 
+Deno.test("a NUL character in a host, a pattern or a program's argument is refused at its line, not carried to ssh or the filter", () => {
+  // Before: accepted; the host went into the summary with its NUL, ssh failed to start at each
+  // file ("nul byte found in provided data"), a hook's check printed Deno's TypeError, and a
+  // pattern matched nothing without a word.
+  const error = configError(
+    'watch_path: /in\nremote_host: "fr\\0eya"\nremote_base_path: /out\n' +
+      'file_patterns: ["*.fits\\0"]\non_transfer: ["/bin/echo", "a\\0"]\n' +
+      'ssh_options: ["ConnectTimeout=5\\0"]\n',
+    "c.yaml",
+  );
+  assert.deepEqual(error.message.split("\n"), [
+    'c.yaml:2: remote_host: the name holds a control character (U+0000 after "fr"); write the ' +
+    "name alone",
+    'c.yaml:4: file_patterns[0]: pattern "*.fits\\u0000" holds a NUL character, which no file ' +
+    "name holds, so it matches nothing; remove it (in double quotes YAML reads \\0 as one)",
+    'c.yaml:5: on_transfer[1]: a NUL character (U+0000 after "a") cannot be passed to a ' +
+    "program; remove it (in double quotes YAML reads \\0 as one)",
+    'c.yaml:6: ssh_options[0]: a NUL character (U+0000 after "ConnectTimeout=5") cannot be ' +
+    "passed to a program; remove it (in double quotes YAML reads \\0 as one)",
+  ]);
+});
+
 Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
   const message = configError(
     MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",
