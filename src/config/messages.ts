@@ -66,7 +66,10 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
       : issue.message;
     return `${what}, got ${describeValue(value)}`;
   }
-  let expected = expectedWords(issue, schema, atKey && SINGLE_STRING_LISTS.has(key));
+  // A key of a list's entries (`schedules[0].every_seconds`): its own schema, for its range.
+  const nested = path.length === 3 ? NESTED_SHAPES[current]?.[String(path[2])] : undefined;
+  const own = nested instanceof z.ZodType ? nested : schema;
+  let expected = expectedWords(issue, own, atKey && SINGLE_STRING_LISTS.has(key));
   if (atKey && schema && acceptsEmpty(schema)) {
     // Its empty value is YAML's (nothing after the colon); "" is text, and said so, not "or an
     // empty value, got """.
@@ -191,9 +194,8 @@ function expectedWords(
       if (issue.origin === "number") {
         const words = numberWords(schema, false);
         if (!/^a (whole )?number$/.test(words)) return words;
-        // A key whose schema is not found by its path (inside a list's entries): the issue's bound.
-        const sign = (issue.code === "too_small" ? ">" : "<") + (issue.inclusive ? "=" : "");
-        return `${words} ${sign} ${limit}`;
+        // A key whose schema is not found by its path: the issue's bound.
+        return `${words} ${boundWords(issue.code === "too_small", issue.inclusive, limit)}`;
       }
       const bound = issue.code === "too_small" ? "at least" : "at most";
       if (issue.origin === "string") {
@@ -236,10 +238,16 @@ function numberWords(schema: z.ZodType | undefined, int: boolean): string {
     if (def.check === "less_than") high = bound;
   }
   const kind = number.isInt || int ? "a whole number" : "a number";
-  const lowText = low && `${low.inclusive ? ">=" : ">"} ${low.value}`;
-  const highText = high && `${high.inclusive ? "<=" : "<"} ${high.value}`;
+  const lowText = low && boundWords(true, low.inclusive, low.value);
+  const highText = high && boundWords(false, high.inclusive, high.value);
   if (low?.inclusive && high?.inclusive) return `${kind} from ${low.value} to ${high.value}`;
   return [kind, [lowText, highText].filter(Boolean).join(" and ")].filter(Boolean).join(" ");
+}
+
+/** `at least 1`, `above 0`, `at most 8760`, `below 100`: a number's bound in words. */
+function boundWords(low: boolean, inclusive: boolean | undefined, limit: unknown): string {
+  if (inclusive === false) return `${low ? "above" : "below"} ${limit}`;
+  return `${low ? "at least" : "at most"} ${limit}`;
 }
 
 /** `schema` without its default, optional and nullable wrappers. */

@@ -757,11 +757,11 @@ const BROKEN: [string, RegExp][] = [
   ["empty_jobs.yaml", /empty_jobs\.yaml:3: jobs: the list is empty/],
   [
     "every_seconds_zero.yaml",
-    /every_seconds_zero\.yaml:6: schedules\[0\]\.every_seconds: expected a number >= 1, got 0/,
+    /every_seconds_zero\.yaml:6: schedules\[0\]\.every_seconds: expected a number from 1 to 31536000, got 0/,
   ],
   [
     "every_seconds_millisecond.yaml",
-    /every_seconds_millisecond\.yaml:8: schedules\[1\]\.every_seconds: expected a number >= 1, got 0\.001/,
+    /every_seconds_millisecond\.yaml:8: schedules\[1\]\.every_seconds: expected a number from 1 to 31536000, got 0\.001/,
   ],
   [
     "cron_never.yaml",

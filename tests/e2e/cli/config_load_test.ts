@@ -325,6 +325,27 @@ Deno.test("a NUL character in a host, a pattern or a program's argument is refus
   ]);
 });
 
+Deno.test("a number out of its range says the range in words, for a schedule's keys too", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  assert.equal(
+    said("resume_partial_hours: 9000\n"),
+    "c.yaml:4: resume_partial_hours: expected a number from 0 to 8760, got 9000",
+  );
+  assert.equal(
+    said("hook_timeout_seconds: 0\n"),
+    "c.yaml:4: hook_timeout_seconds: expected a number above 0 and at most 86400, got 0",
+  );
+  // Before: "expected a number <= 604800" and ">= 1", the bound zod's issue gave, in symbols.
+  assert.equal(
+    said(
+      "schedules:\n  - every_seconds: 99999999\n    action: command\n    command: [/bin/true]\n    timeout_seconds: 9e9\n",
+    ),
+    "c.yaml:5: schedules[0].every_seconds: expected a number from 1 to 31536000, got 99999999\n" +
+      "c.yaml:8: schedules[0].timeout_seconds: expected a number above 0 and at most 604800, got " +
+      "9000000000",
+  );
+});
+
 Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
   const message = configError(
     MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",

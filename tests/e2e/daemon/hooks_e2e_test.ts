@@ -670,7 +670,10 @@ Deno.test("hooks: a shell string, an empty program or a zero timeout is refused 
     assert.equal(out.code, 2);
     assert.match(out.stderr, /config\.yaml:4: on_transfer: expected a list/);
     assert.match(out.stderr, /config\.yaml:5: on_failure: the first element must name a program/);
-    assert.match(out.stderr, /config\.yaml:6: hook_timeout_seconds: expected a number > 0/);
+    assert.match(
+      out.stderr,
+      /config\.yaml:6: hook_timeout_seconds: expected a number above 0 and at most 86400/,
+    );
     assert.doesNotMatch(out.stderr, /\n\s+at /);
   } finally {
     await Deno.remove(root, { recursive: true });
