@@ -61,7 +61,8 @@ Deno.test("destination identity: trailing, repeated slashes and . segments are o
 
 Deno.test("destination identity: host, user, port and method stay as they were", () => {
   assert.equal(
-    destinationIdentity(job("scp", "/data/", { ssh_port: 2222, remote_host: " Freya " })),
+    // Spaces around the host are refused by the config now; the identity still takes them off.
+    destinationIdentity({ ...job("scp", "/data/", { ssh_port: 2222 }), remote_host: " Freya " }),
     "ssh://obs@Freya:2222/data",
   );
   assert.equal(
