@@ -73,14 +73,11 @@ export function tzNotFollowed(
  * read in it; the offset it is, and the name of the one it seems.
  */
 export function reversedSignZones(config: Config): string[] {
-  const notes = config.jobs.flatMap((job, index) => {
-    const zones: [Path, string][] = [
-      [["night_timezone"], job.night_timezone],
-      ...job.schedules.map((
-        entry,
-        at,
-      ): [Path, string] => [["schedules", at, "timezone"], entry.timezone]),
-    ];
+  return config.jobs.flatMap((job, index) => {
+    const zones: [Path, string][] = [[["night_timezone"], job.night_timezone]];
+    job.schedules.forEach((entry, at) =>
+      zones.push([["schedules", at, "timezone"], entry.timezone])
+    );
     return zones.flatMap(([path, zone]) => {
       const etc = /^etc\/gmt([+-])0*([1-9]\d?)$/i.exec(zone);
       if (etc === null) return [];
@@ -95,5 +92,4 @@ export function reversedSignZones(config: Config): string[] {
       ];
     });
   });
-  return notes;
 }

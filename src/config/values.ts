@@ -200,27 +200,22 @@ function unclosedInPattern(pattern: string): "[" | "{" | null {
  */
 export const globPattern = z.string().min(1).refine((pattern) => !pattern.includes("\0"), {
   error: ({ input }) =>
-    `pattern ${
-      JSON.stringify(input)
-    } holds a NUL character, which no file name holds, so it matches nothing; remove it ` +
-    "(in double quotes YAML reads \\0 as one)",
+    `pattern ${JSON.stringify(input)} holds a NUL character, which no file name holds, so it ` +
+    "matches nothing; remove it (in double quotes YAML reads \\0 as one)",
 }).refine(
   (pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern),
   {
     error: ({ input }) =>
-      `pattern ${
-        quotedAsWritten(String(input))
-      } is an absolute path, but patterns are matched against ` +
-      `the path below the watch folder, so it matches nothing; write ` +
+      `pattern ${quotedAsWritten(String(input))} is an absolute path, but patterns are ` +
+      `matched against the path below the watch folder, so it matches nothing; write ` +
       (/^\/[^/*?]+\/$/.test(String(input))
         ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
         : `"*.fits" (any subfolder) or "raw/*.fits" (one subfolder)`),
   },
 ).refine((pattern) => severalInOne(pattern) === null, {
   error: ({ input }) =>
-    `pattern ${
-      quotedAsWritten(String(input))
-    } is several patterns written as one (it matches only names ` +
+    `pattern ${quotedAsWritten(String(input))} is several patterns written as one (it matches ` +
+    "only names " +
     `with that ${String(input).includes(",") ? '","' : "space"} in them); write each as an item ` +
     `of the list: [${severalInOne(String(input))!.map((part) => JSON.stringify(part)).join(", ")}]`,
 }).refine((pattern) => unclosedInPattern(pattern) === null, {
@@ -255,17 +250,15 @@ export const globPatterns = z.array(globPattern);
 export const filePatterns = z.array(
   globPattern.refine((pattern) => !pattern.endsWith("/"), {
     error: ({ input }) =>
-      `pattern ${
-        quotedAsWritten(String(input))
-      } ends with "/", so it names folders and matches no file; ` +
+      `pattern ${quotedAsWritten(String(input))} ends with "/", so it names folders and ` +
+      "matches no file; " +
       `write ${JSON.stringify(`${input}*.fits`)} for the files in such a folder, or put it in ` +
       `exclude_patterns to skip them`,
   }).refine((pattern) => !/^\.[^/*?[{\\]+$/.test(pattern), {
-    error: ({ input }) =>
-      `pattern ${quotedAsWritten(String(input))} matches only a file named ${
-        quotedAsWritten(String(input))
-      }, ` +
-      `which is hidden and never sent; for the files ending in ${input} write ` +
-      JSON.stringify(`*${input}`),
+    error: ({ input }) => {
+      const said = quotedAsWritten(String(input));
+      return `pattern ${said} matches only a file named ${said}, which is hidden and never sent; ` +
+        `for the files ending in ${input} write ${JSON.stringify(`*${input}`)}`;
+    },
   }),
 );
