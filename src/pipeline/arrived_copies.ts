@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable } from "./file_table.ts";
+import { lastNights } from "./night_report.ts";
 import { type Logger, logger } from "../log/logging.ts";
 
 /** What a look at the destination works with. */
@@ -106,7 +107,8 @@ export async function catchUpOrSay(context: CopiesContext, nights: number): Prom
 }
 
 /**
- * Check the last `nights` night folders of the job at the destination.
+ * Check the last `nights` night folders of the job at the destination (up to tonight's, see
+ * {@linkcode lastNights}).
  *
  * @returns the files forgotten as done (to be sent again by the next scan)
  */
@@ -114,8 +116,8 @@ async function catchUp(context: CopiesContext, nights: number): Promise<string[]
   const { job, transport } = context;
   const table = context.table.rows;
   if (!transport.destinationSizes) return [];
-  const recent = [...new Set(table.nightTotals().map((t) => t.night))]
-    .filter((night) => night !== "").sort().reverse().slice(0, nights);
+  // Counted back from tonight: a night folder dated ahead (a wrong clock) is not among them.
+  const { recent } = lastNights(job, table.nightTotals().map((t) => t.night), nights, new Date());
   const files = recent.flatMap((night) => table.doneInNight(night));
   const log = logger("schedule");
   const look = await lookAt(context, files, log);

@@ -10,6 +10,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { makeStateFolder } from "../ledger/state_files.ts";
 import { logger } from "../log/logging.ts";
+import { nightFolder } from "../layout/destination.ts";
 
 /** One night folder in a report. */
 export interface NightReportEntry {
@@ -29,13 +30,50 @@ export interface NightReport {
   nights: NightReportEntry[];
 }
 
-/** The report of the last `nights` night folders of `job` (newest first). */
-export function nightReport(
+/** The last night folders of a job, and those it leaves out (see {@linkcode lastNights}). */
+export interface LastNights {
+  /** The newest night folders up to tonight's, newest first. */
+  recent: string[];
+  /** Tonight's night folder: the night of `now` by the job's night rule. */
+  tonight: string;
+  /** Night folders after tonight's (files dated ahead: a wrong clock), newest first. */
+  ahead: string[];
+}
+
+/**
+ * The last `count` night folders among `names`: the newest that hold files, counted back from
+ * the night of `now` by the job's night rule. A night folder after tonight's (a file dated
+ * ahead by an instrument's wrong clock) is never one of them, so it cannot take the place of
+ * the nights that are over.
+ *
+ * @param names Night folder names (`YYYYMMDD`; "" and repeats are ignored).
+ * @returns the nights counted and those left out as ahead
+ */
+export function lastNights(
+  job: Pick<JobConfig, "night_rollover_hour" | "night_timezone">,
+  names: Iterable<string>,
+  count: number,
+  now: Date,
+): LastNights {
+  const tonight = nightFolder(now, job.night_rollover_hour, job.night_timezone);
+  const all = [...new Set(names)].filter((night) => night !== "").sort().reverse();
+  return {
+    recent: all.filter((night) => night <= tonight).slice(0, count),
+    tonight,
+    ahead: all.filter((night) => night > tonight),
+  };
+}
+
+/**
+ * The report of the last `nights` night folders of `job` (newest first; see
+ * {@linkcode lastNights}: never one after the night of `now`), with the nights counted.
+ */
+function nightReport(
   job: JobConfig,
   table: FileRows,
   nights: number,
   now: Date,
-): NightReport {
+): { report: NightReport; last: LastNights } {
   const byNight = new Map<string, NightReportEntry>();
   for (const totals of table.nightTotals()) {
     const entry = byNight.get(totals.night) ?? {
@@ -56,8 +94,13 @@ export function nightReport(
     else entry.waiting += totals.files;
     byNight.set(totals.night, entry);
   }
-  const entries = [...byNight.values()].sort((a, b) => a.night < b.night ? 1 : -1);
-  return { job: job.name, generated_at: now.toISOString(), nights: entries.slice(0, nights) };
+  const last = lastNights(job, byNight.keys(), nights, now);
+  const report = {
+    job: job.name,
+    generated_at: now.toISOString(),
+    nights: last.recent.map((night) => byNight.get(night)!),
+  };
+  return { report, last };
 }
 
 /** The last report being given its name (see {@linkcode writeNightReport}). */
@@ -76,7 +119,7 @@ export async function writeNightReport(
   nights: number,
   now = new Date(),
 ): Promise<string> {
-  const report = nightReport(job, table, nights, now);
+  const { report, last } = nightReport(job, table, nights, now);
   const folder = join(dirname(table.ledger.path), "reports");
   // Private as the rest of state_dir (the reports name the files), never through a link.
   await makeStateFolder(folder);
@@ -102,6 +145,13 @@ export async function writeNightReport(
     throw error;
   });
   const log = logger("report");
+  if (last.ahead.length > 0) {
+    log.info(
+      "Night report of job {job}: night folder(s) {ahead} left out, being after tonight's " +
+        "({tonight}): their files are dated ahead of this machine's clock",
+      { job: job.name, ahead: last.ahead.join(", "), tonight: last.tonight, file },
+    );
+  }
   if (report.nights.length === 0) {
     log.info("Night report of job {job}: nothing yet", { job: job.name, file });
   }

@@ -437,6 +437,39 @@ Deno.test("schedules (daemon): a destination folder gone (a share not mounted) i
   }
 });
 
+Deno.test("schedules (daemon): a file dated ahead (an instrument's wrong clock) does not take the catch-up's last night: the night that is over is checked", async () => {
+  const running = await startStatusDaemon({
+    rescan_interval_seconds: 0,
+    schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
+  });
+  const { watch, dest, daemon } = running;
+  try {
+    const data = randomBytes(20_000);
+    await Deno.writeFile(join(watch, "wrong clock.fits"), randomBytes(100));
+    await Deno.utime(join(watch, "wrong clock.fits"), 0, new Date(Date.now() + 200 * 86_400_000));
+    // Two files in the night that is over: one stays there (the destination is not gone).
+    for (const [name, bytes] of [["a.fits", data], ["b.fits", randomBytes(10)]] as const) {
+      await Deno.writeFile(join(watch, name), bytes);
+      await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    await daemon.waitForOutput(/day\(s\) ahead of this machine's clock/);
+    await waitFor(
+      () => daemon.stderr().split("Successfully transferred").length - 1 === 3,
+      20_000,
+      "the three files sent",
+    );
+    await Deno.remove(join(dest, "20240315", "a.fits"));
+    // Before the fix the future night was the last one, and the night that is over never checked.
+    await waitFor(() => existsSync(join(dest, "20240315", "a.fits")), 20_000, "a.fits sent again");
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), data);
+    assert.match(daemon.stderr(), /a\.fits is missing at the destination; sending a\.fits again/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await running[Symbol.asyncDispose]();
+  }
+});
+
 Deno.test("schedules (daemon): every_seconds longer than 24.8 days (a monthly report) waits, not fires at once and again every millisecond", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-every-long-" });
   const home = join(root, "home");
