@@ -149,8 +149,8 @@ export class BatchSender {
   }
 
   /**
-   * Send `batch` (taken from the table: `sending`, recorded `transferring`)
-   * and settle each of them.
+   * Send `batch` (taken from the table: `sending`, recorded `transferring`) and settle each of
+   * them (a batch past its deadline is stopped: each file's attempt failed, and is retried).
    *
    * @returns how many of them arrived
    * @throws an error no attempt's outcome explains (logged; its files are retried)
@@ -173,8 +173,10 @@ export class BatchSender {
     signal.addEventListener("abort", stop, { once: true });
     const watchdog = setTimeout(() => {
       batchAbort.abort(
-        new Error(
-          `Sending ${items.length} file(s) took longer than ${deadlineMs / 1000} s; aborted`,
+        new TransferError(
+          `the batch of ${items.length} file(s) it was sent in took longer than ` +
+            `${deadlineMs / 1000} s (its deadline: a connection that hangs?) and was stopped`,
+          "retry",
         ),
       );
     }, deadlineMs);
@@ -229,9 +231,11 @@ export class BatchSender {
         for (const arrival of arrivals) waiting.add(arrival.record.relPath);
       }
       for (const [record, error] of failures) await this.#failed(record, error, batch);
-    } catch (error) {
+    } catch (thrown) {
       if (signal.aborted) return sent;
-      // The destination could not be asked (down?) before any file was settled: each fails alike.
+      // None settled: the destination could not be asked (down?) or the deadline passed: all fail.
+      const { reason } = batchAbort.signal; // the deadline's, whatever the transport threw then
+      const error = reason instanceof TransferError ? reason : thrown;
       if (error instanceof TransferError) {
         for (const record of batch) await this.#failed(record, error, batch);
       } else {

@@ -147,6 +147,44 @@ Deno.test("BatchSender: an error no attempt's outcome explains is said with wher
   }
 });
 
+Deno.test("BatchSender: a batch past its deadline is each file's failed attempt, said in words and retried, not a fault with a stack", async () => {
+  const { job, table, close } = await queued(["x.fits", "y.fits"], { retry_delay_seconds: 60 });
+  const logs = await captureLogs();
+  try {
+    // A connection that hangs: the transport gives up only when the batch is aborted, with the
+    // abort's reason (as a transport's own plumbing may).
+    const transport = answering(job, (_items, signal) =>
+      new Promise((_, reject) => {
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      }));
+    const batchSender = sender(job, table, transport, undefined, undefined, { deadlineMs: 50 });
+    assert.equal(await batchSender.send(table.takeBatch(16)), 0);
+    assert.deepEqual(logs.records.filter((r) => r.level === "error").map((r) => r.rawMessage), []);
+    const said = logs.records.filter((r) => String(r.rawMessage).startsWith("Attempt {attempt}"));
+    assert.deepEqual(
+      said.map((r) => String(r.properties.source).split("/").at(-1)).sort(),
+      ["x.fits", "y.fits"],
+      "each file's attempt said",
+    );
+    for (const record of said) {
+      assert.equal(record.level, "warning");
+      assert.equal(
+        record.properties.reason,
+        "the batch of 2 file(s) it was sent in took longer than 0.05 s (its deadline: a " +
+          "connection that hangs?) and was stopped",
+      );
+      assert.doesNotMatch(String(record.properties.reason), /\n\s+at /);
+    }
+    for (const rel of ["x.fits", "y.fits"]) {
+      assert.equal(table.record(rel)?.phase, "waiting", `${rel} retried after its delay`);
+      assert.equal(table.record(rel)?.attempts, 1);
+    }
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
+
 Deno.test("BatchSender: a source that cannot be examined after a failed attempt (not found is another thing) is retried, not dropped", async () => {
   const { root, job, table, close } = await queued(["sub/x.fits"], {
     retry_attempts: 3,
