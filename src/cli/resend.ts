@@ -31,7 +31,7 @@ import { type DaemonStatus, daemonStatus } from "./daemon_state.ts";
 import { askDaemon, type LiveStatus } from "./live_status.ts";
 import { PAUSED_FROM_PAGE } from "../status/job_status.ts";
 import { globalOptions } from "./options.ts";
-import { type NoneChosen, nothingChosen } from "./resend_none.ts";
+import { inArchive, type NoneChosen, nothingChosen } from "./resend_none.ts";
 
 interface ResendOptions {
   night?: string;
@@ -121,10 +121,14 @@ export function resendCommand(): Command {
             new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
           const rows = table?.doneChosen(choice, matches(job)) ?? [];
           const present: string[] = [];
+          const goneRows: string[] = [];
           for (const row of rows) {
             const source = absolutePath(job.watch_path, row.relPath);
             const info = await Deno.lstat(source).catch(() => null);
-            if (!info?.isFile && !info?.isSymlink) continue;
+            if (!info?.isFile && !info?.isSymlink) {
+              goneRows.push(row.relPath);
+              continue;
+            }
             present.push(row.relPath);
             if (options.dryRun) {
               // Quoted as `run --dry-run` lists names: a line break told from `\` and `n`.
@@ -137,12 +141,16 @@ export function resendCommand(): Command {
           presentTotal += present.length;
           if (count > 0) resent.push(job);
           const gone = rows.length - present.length;
-          none.push({ job, table: table ?? null, matches: matches(job), gone });
+          const archived = await inArchive(job, goneRows);
+          none.push({ job, table: table ?? null, matches: matches(job), gone, archived });
           console.log(
             `job ${job.name}: ${count} file(s) ${
               options.dryRun ? "would be" : "will be"
             } sent again` +
-              (gone > 0 ? `; ${gone} chosen file(s) are no longer in the watch folder` : ""),
+              (gone > 0 ? `; ${gone} chosen file(s) are no longer in the watch folder` : "") +
+              (archived.length > 0
+                ? ` (${archived.length} in the archive, ${job.archive_path})`
+                : ""),
           );
         }
         if (presentTotal === 0) {

@@ -6,12 +6,14 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 import type { FileRows } from "../ledger/file_rows.ts";
 import type { LedgerRow } from "../ledger/ledger_row.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { slowRetryMs } from "../pipeline/attempt_outcome.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
+import { absolutePath } from "../watch/file_version.ts";
+import { pastedWord } from "../shell_words.ts";
 import type { JobConfig } from "../config/types.ts";
 
 /** Files named in the answer, at most (the rest are counted). */
@@ -28,6 +30,8 @@ export interface NoneChosen {
   matches: (relPath: string) => boolean;
   /** Files chosen that arrived but are gone from the watch folder. */
   gone: number;
+  /** Of those, the ones in the job's archive (`after_transfer: move`), as paths there. */
+  archived: string[];
 }
 
 /** The choice as given, and what is known of the daemon. */
@@ -87,12 +91,44 @@ export async function nothingChosen(jobs: NoneChosen[], context: NoneContext): P
   }
   if (gone > 0) {
     return `Nothing to send again: the ${gone} chosen file(s) are no longer in the watch ` +
-      "folder (only a file still there can be sent again)";
+      "folder (only a file still there can be sent again)" +
+      jobs.map(({ job, archived }) => archivedSaid(job, archived)).join("");
   }
   if (context.globs.length > 0 && context.night === undefined && context.date === undefined) {
     return `Nothing to send again: ${noneMatched(context.globs, jobs[0].job)}`;
   }
   return `Nothing to send again: ${chose}`;
+}
+
+/**
+ * The archive paths of the files `relPaths` (gone from `job`'s watch folder) that are in its
+ * archive (`after_transfer: move` keeps their path below the watch folder), in that order.
+ */
+export async function inArchive(job: JobConfig, relPaths: string[]): Promise<string[]> {
+  if (job.after_transfer !== "move" || job.archive_path === "") return [];
+  const found: string[] = [];
+  for (const relPath of relPaths) {
+    const path = absolutePath(resolve(job.archive_path), relPath);
+    if ((await Deno.lstat(path).catch(() => null))?.isFile) found.push(path);
+  }
+  return found;
+}
+
+/** Where the chosen files of `job` moved into its archive are, and how to send them again. */
+function archivedSaid(job: JobConfig, archived: string[]): string {
+  if (archived.length === 0) return "";
+  const [first] = archived;
+  const back = absolutePath(job.watch_path, relative(resolve(job.archive_path), first));
+  const where = archived.length === 1
+    ? quoteIfUnsafe(first)
+    : `${quoteIfUnsafe(first)} and ${archived.length - 1} more, each at its path below the ` +
+      "watch folder";
+  return `.\nJob ${job.name} moved ${archived.length} of them into its archive ` +
+    `(after_transfer: move): ${where}. To send them again, move them back into the watch ` +
+    "folder at the same path, keeping their mtime (mv does; one of another mtime is taken " +
+    "for a new file, sent beside its copy), e.g. " +
+    `mv ${pastedWord(first)} ${pastedWord(back)}, then run this resend again (once sent, ` +
+    "they go back into the archive)";
 }
 
 /** Where a file not arrived yet stands, and when it goes. */

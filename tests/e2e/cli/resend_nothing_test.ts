@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
-import { randomBytes } from "../../helpers/files.ts";
+import { existsSync, randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 const EVENING = new Date("2024-03-15T20:00:00Z");
@@ -119,4 +119,63 @@ Deno.test("resend that chooses nothing exits 1, saying why on stderr: a night wi
     "error: Nothing to send again: the 1 chosen file(s) are no longer in the watch folder " +
       "(only a file still there can be sent again)",
   );
+});
+
+Deno.test("resend of files moved into the archive (after_transfer: move) says where they are and how to send them again, and that way works", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const archive = join(box.root, "archive");
+  await box.rewrite({ status_listen: "", after_transfer: "move", archive_path: archive });
+  await Deno.mkdir(join(box.watch, "raw"));
+  const files = { "raw/it's a.fits": randomBytes(3000), "raw/b.fits": randomBytes(4000) };
+  for (const [rel, data] of Object.entries(files)) {
+    await Deno.writeFile(join(box.watch, rel), data);
+    await Deno.utime(join(box.watch, rel), EVENING, EVENING);
+  }
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  for (const rel of Object.keys(files)) {
+    assert.ok(existsSync(join(archive, rel)), `${rel} moved into the archive`);
+  }
+  const none = await runCli(["resend", "--night", "20240315", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(none.code, 1, none.stderr);
+  assert.match(
+    none.stdout,
+    /2 chosen file\(s\) are no longer in the watch folder \(2 in the archive, /,
+  );
+  const first = join(archive, "raw", "b.fits"); // the first chosen, by name
+  const back = join(box.watch, "raw", "b.fits");
+  assert.equal(
+    none.stderr.trim(),
+    "error: Nothing to send again: the 2 chosen file(s) are no longer in the watch folder " +
+      "(only a file still there can be sent again).\n" +
+      `Job default moved 2 of them into its archive (after_transfer: move): ${first} and 1 ` +
+      "more, each at its path below the watch folder. To send them again, move them back into " +
+      "the watch folder at the same path, keeping their mtime (mv does; one of another mtime is " +
+      `taken for a new file, sent beside its copy), e.g. mv ${first} ${back}, then run this ` +
+      "resend again (once sent, they go back into the archive)",
+  );
+  // As told: moved back, then chosen and sent over its own copy (not beside it), and archived.
+  await Deno.remove(join(box.dest, "20240315", "raw", "b.fits"));
+  await Deno.rename(first, back);
+  const again = await runCli(["resend", "--night", "20240315", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /job default: 1 file\(s\) will be sent again; 1 chosen file\(s\)/);
+  const resent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(resent.code, 0, resent.stderr);
+  assert.deepEqual(
+    await Deno.readFile(join(box.dest, "20240315", "raw", "b.fits")),
+    files["raw/b.fits"],
+  );
+  assert.deepEqual(
+    [...Deno.readDirSync(join(box.dest, "20240315", "raw"))].map((e) => e.name).sort(),
+    [
+      "b.fits",
+      "it's a.fits",
+    ],
+  );
+  assert.ok(existsSync(first), "archived again");
 });
