@@ -103,13 +103,39 @@ function nightReport(
   return { report, last };
 }
 
+/** Days a night report is kept: an older one goes when a new one is written. */
+export const REPORT_DAYS = 90;
+
+/** A report's name: `<job>-<time>.json` or `<job>-<time>-2.json`... (see `writeNightReport`). */
+const REPORT_NAME = /-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z(?:-\d+)?\.json$/;
+
+/**
+ * Remove the reports in `folder` (of any job, one the config has no more too) written more than
+ * {@linkcode REPORT_DAYS} days before `now`, by the time in their names; nothing else there.
+ *
+ * @returns how many were removed
+ */
+async function pruneReports(folder: string, now: Date): Promise<number> {
+  const before = now.getTime() - REPORT_DAYS * 86_400_000;
+  let removed = 0;
+  for await (const entry of Deno.readDir(folder)) {
+    const parts = REPORT_NAME.exec(entry.name);
+    if (!entry.isFile || parts === null) continue;
+    const [year, month, day, hour, minute, second] = parts.slice(1).map(Number);
+    if (Date.UTC(year, month - 1, day, hour, minute, second) >= before) continue;
+    await Deno.remove(join(folder, entry.name)).then(() => removed++, () => {});
+  }
+  return removed;
+}
+
 /** The last report being given its name (see {@linkcode writeNightReport}). */
 let reportNaming: Promise<unknown> = Promise.resolve();
 
 /**
  * Write the report as `<state_dir>/reports/<job>-<time>.json` (complete or
  * not at all; `<job>-<time>-2.json`... beside another report of the job
- * written in the same second, never over it) and log one line per night folder.
+ * written in the same second, never over it) and log one line per night folder. Reports
+ * older than {@linkcode REPORT_DAYS} days there are removed.
  *
  * @returns the report file
  */
@@ -145,6 +171,14 @@ export async function writeNightReport(
     throw error;
   });
   const log = logger("report");
+  const pruned = await pruneReports(folder, now);
+  if (pruned > 0) {
+    log.debug("Removed {count} night report(s) older than {days} days from {folder}", {
+      count: pruned,
+      days: REPORT_DAYS,
+      folder,
+    });
+  }
   if (last.ahead.length > 0) {
     log.info(
       "Night report of job {job}: night folder(s) {ahead} left out, being after tonight's " +

@@ -72,3 +72,41 @@ Deno.test("lastNights: the newest night folders that hold files up to tonight's,
   assert.deepEqual(lastNights(job, names, 5, morning).recent, ["20261201", "20261130"]);
   assert.deepEqual(lastNights(job, names, 5, morning).ahead, ["20270601", "20261202"]);
 });
+
+Deno.test("night report: writing one removes the reports older than 90 days (of any job), nothing else", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-night-report-" });
+  const ledger = Ledger.open(join(root, "state"));
+  try {
+    const reports = join(root, "state", "reports");
+    await Deno.mkdir(reports);
+    const old = ["cam-20260901T080000Z.json", "a job gone-20260919T075959Z-2.json"];
+    const kept = [
+      "cam-20260919T080000Z.json", // 90 days before: kept
+      "cam-20261201T080000Z.json",
+      "notes.txt",
+      "cam-20200101T000000Z.json.tmp",
+    ];
+    for (const name of [...old, ...kept]) await Deno.writeTextFile(join(reports, name), "{}");
+    // Not a report file: a link and a folder of that name shape stay, as does the link's target.
+    const target = join(root, "target.json");
+    await Deno.writeTextFile(target, "mine");
+    await Deno.symlink(target, join(reports, "cam-20200101T000000Z.json"));
+    await Deno.mkdir(join(reports, "cam-20200102T000000Z.json"));
+    const now = new Date("2026-12-18T08:00:00Z");
+    const file = await writeNightReport(job, new FileRows(ledger, "cam", "local:/out/"), 1, now);
+    const left = [...Deno.readDirSync(reports)].map((entry) => entry.name).sort();
+    assert.deepEqual(
+      left,
+      [
+        ...kept,
+        "cam-20200101T000000Z.json",
+        "cam-20200102T000000Z.json",
+        file.split("/").at(-1)!,
+      ].sort(),
+    );
+    assert.equal(await Deno.readTextFile(target), "mine");
+  } finally {
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
