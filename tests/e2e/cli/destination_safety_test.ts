@@ -259,7 +259,7 @@ Deno.test("an scp or rsync destination on this machine (a loopback address, loca
     await Deno.mkdir(watch);
     const ssh = { ...daemonKeys(root), watch_path: watch, remote_user: "obs", ssh_port: 2222 };
     const validate = () => runCli(["config", "validate", "-c", config], { env });
-    const hosts = ["127.0.0.1", "localhost", "[::1]", " LocalHost ", Deno.hostname()];
+    const hosts = ["127.0.0.1", "localhost", "[::1]", "LocalHost", Deno.hostname()];
     for (const [i, remote_host] of hosts.entries()) {
       const transfer_method = i % 2 === 0 ? "scp" : "rsync";
       await writeConfig(config, {

@@ -31,7 +31,8 @@ Deno.test("ftp keys default to explicit TLS on port 21 with the system's authori
 Deno.test("ftp with a login name but no password source is refused with what to do", () => {
   const found = problems({ remote_user: "obs" });
   assert.equal(found.length, 1);
-  assert.match(found[0], /^ftp_password_file: .*give ftp_password_file .* or ftp_password_env/);
+  // Said at the login name, the key the user wrote (a missing password has no line).
+  assert.match(found[0], /^remote_user: .*give ftp_password_file .* or ftp_password_env/);
   assert.deepEqual(problems({}), [], "anonymous needs no password");
 });
 
