@@ -22,6 +22,7 @@ import {
   listenAddress,
   nameText,
   pathText,
+  refuseOffWord,
   sshOption,
 } from "./values.ts";
 
@@ -351,7 +352,7 @@ export const daemonShape = {
     { writtenDefault: DEFAULT_STATE_DIR },
   ),
   log_file: doc(
-    pathText.default(defaultLogFile),
+    pathText.superRefine(refuseOffWord).default(defaultLogFile),
     'Rotating log file (10 MB x 5 files); "" turns file logging off. A symbolic link, an existing file that is not a log image-transfer wrote, or a file in a folder group or others can write, or that another account than root and the daemon\'s owns, is refused.',
     { writtenDefault: DEFAULT_LOG_FILE },
   ),

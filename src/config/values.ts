@@ -21,6 +21,23 @@ export const pathText = z.string().superRefine((text, context) => {
   refuseControlCharacters(text, context);
 });
 
+/** The words people write to turn a thing off, which as a file name would name a file. */
+const OFF_WORDS = new Set(["off", "no", "none", "false", "disabled", "null", "nil"]);
+
+/**
+ * `log_file: off` (or `none`, `no`...) means no log file to its writer, but is a relative file
+ * name: refused, with the two ways to say either.
+ */
+export function refuseOffWord(text: string, context: z.RefinementCtx): void {
+  const word = text.trim().toLowerCase();
+  if (!OFF_WORDS.has(word)) return;
+  context.addIssue({
+    code: "custom",
+    message: `"${text}" would be a log file named ${text} beside the config; to turn file ` +
+      `logging off write log_file: "" (an empty text), for a file of that name ./${text}`,
+  });
+}
+
 /**
  * `remote_base_path` as text: no control characters (see `pathText`). A variable in it is said
  * by `job_rules.ts`, which knows the method: a local path expands some, a server none.

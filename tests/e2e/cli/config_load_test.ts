@@ -271,6 +271,18 @@ Deno.test("status_listen: false and log_file: false say how the docs turn them o
   assert.equal(parseConfig(MINIMAL + 'status_listen: ""\n', "c.yaml").status_listen, "");
 });
 
+Deno.test("log_file: off (or none, no) is refused, not taken for a log file named off", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  // Before: accepted, and the log went to a file named "off" beside the config.
+  assert.equal(
+    said("log_file: off\n"),
+    'c.yaml:4: log_file: "off" would be a log file named off beside the config; to turn file ' +
+      'logging off write log_file: "" (an empty text), for a file of that name ./off',
+  );
+  assert.match(said("log_file: None\n"), /^c\.yaml:4: log_file: "None" would be a log file/);
+  assert.equal(parseConfig(MINIMAL + "log_file: ./off\n", "c.yaml").log_file.endsWith("off"), true);
+});
+
 Deno.test("a value with backslashes is shown as written (C:\\data), not with JSON's doubled ones", () => {
   const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
   // Before: got "C:\\data\\port", two backslashes where the user wrote one.
