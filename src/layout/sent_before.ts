@@ -59,7 +59,9 @@ export function nightOf(destination: string): string {
  * beside the earlier copy in its night folder, or where its name leads in another. `header`
  * (see {@linkcode observationOf}) decides before the birth time: a new observation is a new file;
  * the copy's observation saved again as a new file goes beside its copy, in that copy's night
- * folder (never over it: the header alone does not tell the same file).
+ * folder (never over it: the header alone does not tell the same file). An `incomplete` version
+ * (a FITS file sent as it is after its grace: cut short or emptied by its writer) never goes over
+ * a copy that arrived: beside it, in that copy's night folder, the copy kept as it is.
  */
 export function placeBeside(
   job: Pick<JobConfig, "after_transfer">,
@@ -67,6 +69,7 @@ export function placeBeside(
   row: NameRow | undefined,
   source: string,
   header: Observation = null,
+  incomplete = false,
 ): string {
   if (row === undefined || row.otherFolder) return planned;
   if (header === "new") return besideEarlier(planned, row.destination);
@@ -75,12 +78,12 @@ export function placeBeside(
     besideEarlier(nightOf(row.destination) + planned.slice(planned.indexOf("/")), row.destination);
   if (header === "same") return besideCopy();
   const own = ownCopy(job, row, source);
-  if (own !== null) return own;
+  if (own !== null) return incomplete ? besideCopy() : own;
   if (job.after_transfer !== "keep") {
     // The file sent, changed before its clean-up: beside its copy, unless it only grew by HDUs
     // appended to that version (over it, as with `keep`).
     if (changedBeforeCleanup(job, row, source)) {
-      return grownByHdus(source, row) ? row.destination : besideCopy();
+      return grownByHdus(source, row) && !incomplete ? row.destination : besideCopy();
     }
     return besideEarlier(planned, row.destination, row.state === "done");
   }

@@ -37,7 +37,7 @@ import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
 import { closesLost, intakeChecker } from "./intake_checker.ts";
-import { sayPlaced } from "./placed_lines.ts";
+import { sayIfAppended, sayPlaced } from "./placed_lines.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
@@ -77,6 +77,8 @@ interface Placement {
   placed: string;
   /** What planning found to say: DATE-OBS not used, a date ahead of the clock. */
   said: { fellBack: string[]; ahead?: { folder: string; message: string } };
+  /** Incomplete, it goes beside the copy it would have gone over (see `placeBeside`). */
+  keptOff: boolean;
 }
 
 /** The intake of one job; see the module doc. */
@@ -228,28 +230,14 @@ export class Intake {
     const refused = linkRefused(file.path, job);
     if (refused !== null) return void this.#gone(file.path, refused);
     if (file.hduStarts && !job.fits_appends_extensions && !this.#saidAppended) {
-      this.#sayIfAppended(rel, file, file.hduStarts);
+      const [sent] = table.rows.doneVersions([rel]);
+      this.#saidAppended = sayIfAppended(this.#log, { ...file, hduStarts: file.hduStarts }, sent);
     }
     const version = { size: file.size, mtimeMs: file.mtimeMs };
     const decision = table.ready(rel, version);
-    if (decision === "plan") this.#plan(rel, file.path, version);
+    if (decision === "plan") this.#plan(rel, file.path, version, file.truncated !== undefined);
     else if (decision === "keep") this.#context.onQueued(version.size);
     this.#context.onSettled();
-  }
-
-  /**
-   * Say once (WARNING) that a FITS file sent before grew by HDUs appended
-   * after its writer closed it: the earlier version ended where one of its
-   * HDUs now starts, and each closed version is sent.
-   */
-  #sayIfAppended(rel: string, file: StableFile, hduStarts: number[]): void {
-    const [sent] = this.#context.table.rows.doneVersions([rel]);
-    if (sent === undefined || sent.size >= file.size || !hduStarts.includes(sent.size)) return;
-    this.#saidAppended = true;
-    this.#log.warn(
-      "{path} was sent with {sent} bytes and has grown to {size} by HDUs appended after its writer closed it: each closed version is sent; if the writer appends HDUs this way, set fits_appends_extensions: true (and stability_window_seconds above its longest pause) so that such a file goes once, complete",
-      { path: file.path, sent: sent.size, size: file.size },
-    );
   }
 
   /**
@@ -306,11 +294,12 @@ export class Intake {
    * Plan the destination of a file found complete, record it pending, and queue it. A growing
    * file goes where its parts went: its place was decided once, for both, as they went.
    */
-  #plan(rel: string, path: string, version: FileVersion): void {
+  #plan(rel: string, path: string, version: FileVersion, incomplete = false): void {
     const decided = this.#decided.get(path);
     this.#decided.delete(path);
-    const placing = decided?.then((placement) => placement ?? this.#placeOf(rel, path, version));
-    (placing ?? this.#placeOf(rel, path, version)).then((placement) => {
+    const placeOf = () => this.#placeOf(rel, path, version, incomplete);
+    const placing = decided?.then((placement) => placement ?? placeOf());
+    (placing ?? placeOf()).then((placement) => {
       if (placement === null || this.#context.stopping()) return null;
       const { planned, said } = placement;
       for (const reason of said.fellBack) this.#log.warn("{reason}", { path, reason });
@@ -322,7 +311,9 @@ export class Intake {
       const { row, header, placed } = placement;
       const changed = row !== undefined && changedBeforeCleanup(this.#context.job, row, path);
       if (row) {
-        sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header, changed });
+        const { keptOff } = placement;
+        const where = { earlier: row.destination, planned, placed, header, changed, keptOff };
+        sayPlaced(this.#log, path, where);
       }
       const destination = this.#free(rel, placed);
       if (destination !== placed && destination !== row?.destination) {
@@ -358,7 +349,12 @@ export class Intake {
    * name sent before, over its own copy or a new one beside the earlier one (see `placeBeside`),
    * what is to be said of it kept for the plan; `null` when the job stops meanwhile.
    */
-  async #placeOf(rel: string, path: string, version: FileVersion): Promise<Placement | null> {
+  async #placeOf(
+    rel: string,
+    path: string,
+    version: FileVersion,
+    incomplete = false,
+  ): Promise<Placement | null> {
     const { job } = this.#context;
     const said: Placement["said"] = { fellBack: [] };
     const planned = await planDestination(
@@ -376,7 +372,10 @@ export class Intake {
       : await observationOf(job, { path, ...version }, planned, row);
     if (this.#context.stopping()) return null;
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    return { planned, row, header, placed: placeBeside(job, planned, row, path, header), said };
+    const placed = placeBeside(job, planned, row, path, header, incomplete);
+    // Said where only its being incomplete keeps it off the copy it would go over.
+    const keptOff = incomplete && placed !== placeBeside(job, planned, row, path, header);
+    return { planned, row, header, placed, said, keptOff };
   }
 
   /** `placed`, or the name beside it that no other file's copy holds (see `freeDestination`). */

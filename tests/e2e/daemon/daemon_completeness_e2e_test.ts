@@ -345,10 +345,58 @@ Deno.test("run --once: a file marked for resending whose source was cut short lo
       result.stderr,
       /WARNING .*Sending .*short".fits although its FITS structure is incomplete/,
     );
-    const arrived = await listFiles(dest);
-    assert.equal(arrived.length, 1, arrived.join("\n"));
-    assert.deepEqual(await Deno.readFile(join(dest, arrived[0])), cut);
+    // Before: the cut file went over the complete copy sent first, the only whole one left.
+    const arrived = (await listFiles(dest)).sort();
+    assert.equal(arrived.length, 2, arrived.join("\n"));
+    assert.deepEqual(
+      await Deno.readFile(join(dest, arrived[0])),
+      new Uint8Array([...header, ...data]),
+    );
+    assert.match(arrived[1], /~2\.fits$/);
+    assert.deepEqual(await Deno.readFile(join(dest, arrived[1])), cut);
+    assert.match(result.stderr, /is incomplete now .*: an incomplete file never replaces a copy/);
   } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon (local): a FITS file sent complete, then cut short or emptied by its writer, goes beside its copy after the grace; the complete copy stays", async () => {
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 0.5,
+    fits_incomplete_grace_seconds: 2,
+  });
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const { header, data } = imageParts(100, 100);
+    const whole = new Uint8Array([...header, ...data]);
+    const names = ["-cut 'short'.fits", "emptied $(id).fits"];
+    for (const name of names) await Deno.writeFile(join(watch, name), whole);
+    await waitFor(async () => (await listArrived(dest)).length === 2, 60_000, "both sent");
+    const night = dirname((await listArrived(dest))[0]);
+    // The instrument's disk loses the end of one; the other is emptied.
+    await Deno.truncate(join(watch, names[0]), header.length + 1000);
+    await Deno.truncate(join(watch, names[1]), 0);
+    await waitFor(async () => (await listArrived(dest)).length === 4, 60_000, "both beside");
+    // Before: each went over its complete copy, the only whole one (one became 0 bytes).
+    for (const name of names) {
+      assert.deepEqual(await Deno.readFile(join(dest, night, name)), whole, name);
+    }
+    const beside = (name: string) => join(dest, night, name.replace(/\.fits$/, "~2.fits"));
+    assert.deepEqual(
+      await Deno.readFile(beside(names[0])),
+      new Uint8Array([...header, ...data.subarray(0, 1000)]),
+    );
+    assert.equal((await Deno.stat(beside(names[1]))).size, 0);
+    await daemon.stop();
+    const log = daemon.stderr();
+    assert.equal(
+      [...log.matchAll(/is incomplete now .*: an incomplete file never replaces a copy/g)].length,
+      2,
+      log,
+    );
+  } finally {
+    await daemon.stop();
     await Deno.remove(root, { recursive: true });
   }
 });

@@ -55,6 +55,19 @@ Deno.test("placeBeside: the file sent goes over its own copy in any night; a fil
     assert.equal(placeBeside(KEEP, "20240702/f.fits", before, path), "20240702/f.fits");
     assert.equal(placeBeside(KEEP, "20240701/f.fits", before, path), "20240701/f~2.fits");
     assert.equal(placeBeside(DELETE, "20240702/f.fits", before, path), "20240702/f.fits");
+    // Incomplete (sent as it is after its grace): never over a copy that arrived, beside it.
+    assert.equal(
+      placeBeside(KEEP, "20240702/f.fits", sent(copy), path, null, true),
+      "20240701/f~2.fits",
+    );
+    assert.equal(
+      placeBeside(DELETE, "20240702/f.fits", sent(copy, "pending"), path, null, true),
+      "20240701/f~2.fits",
+    );
+    assert.equal(
+      placeBeside(KEEP, "20240702/f.fits", planned, path, null, true),
+      "20240702/f.fits",
+    );
     // Told to be a new observation: as a new file.
     assert.equal(placeBeside(KEEP, "20240702/f.fits", sent(copy), path, "new"), "20240702/f.fits");
   } finally {
