@@ -336,7 +336,13 @@ export interface Skip {
   target?: string;
 }
 
-/** Most paths remembered; the oldest is forgotten first (and logged again if skipped again). */
+/** The skips of names a job's patterns leave out. */
+const BY_PATTERN = new Set(["unmatched", "excluded"]);
+
+/**
+ * Most paths remembered; the oldest is forgotten first (and logged again if skipped again), but
+ * for names the patterns leave out, which past it are not logged.
+ */
 export const SKIP_LOG_CAPACITY = 10_000;
 
 /**
@@ -379,7 +385,16 @@ export class SkipLog {
    * @returns whether a line was written
    */
   skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
-    if (skip.level === "none" || !this.#first(`${skip.code}\0${path}`)) return false;
+    if (skip.level === "none") return false;
+    const key = `${skip.code}\0${path}`;
+    // Names a job's patterns leave out, more than are remembered: a rescan would forget and say
+    // each again (a folder of 18,000 of them: 18,000 lines an hour), so those past the memory
+    // are not said one by one; once, that they are not.
+    if (BY_PATTERN.has(skip.code) && skip.level === "info" && this.#full(key)) {
+      this.#sayNotOneByOne(fields);
+      return false;
+    }
+    if (!this.#first(key)) return false;
     if (skip.level === "error") {
       const job = typeof fields.job === "string" ? fields.job : "";
       this.#errorsByJob.set(job, this.errorsOf(job) + 1);
@@ -419,6 +434,20 @@ export class SkipLog {
   }
 
   /** Whether `key` is new; remembers it as the most recent either way. */
+  /** Whether `key` is not remembered and the memory is full. */
+  #full(key: string): boolean {
+    return this.#seen.size >= this.#capacity && !this.#seen.has(key);
+  }
+
+  #sayNotOneByOne(fields: Record<string, unknown>): void {
+    if (!this.#first("not one by one")) return;
+    const ofJob = typeof fields.job === "string" ? " of job {job}" : "";
+    this.#log.info(
+      `More names${ofJob} that file_patterns or exclude_patterns leave out than the {capacity} remembered: from now on those are not logged one by one (\`image-transfer status\` lists them)`,
+      { ...fields, capacity: this.#capacity },
+    );
+  }
+
   #first(key: string): boolean {
     const known = this.#seen.delete(key);
     this.#seen.set(key, true);
