@@ -42,7 +42,7 @@ import { isMap, parseDocument } from "yaml";
 import { daemonShape } from "../config/schema.ts";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
-import { sharedSkipLog } from "../watch/file_filter.ts";
+import { sharedSkipLog } from "../watch/skip_log.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
 
 interface RunOptions extends QuickStartOptions {

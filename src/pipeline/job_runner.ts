@@ -19,7 +19,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import { type JobSnapshot, JobStatus, type JobSummary } from "../status/job_status.ts";
 import type { StatusEvents } from "../status/events.ts";
 import { tellArrivalsBefore, type Transport } from "../transfer/transport.ts";
-import { createFileFilter, sharedSkipLog } from "../watch/file_filter.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { unreadableCount } from "../watch/observation.ts";
 import { BatchSender } from "./batch_sender.ts";
@@ -259,7 +259,7 @@ export class JobRunner {
       sent: this.summary.sent,
       failed: queue.failed,
       lastSuccessAt: this.#status.lastSuccessAt,
-      cannotSend: sharedSkipLog.errorsOf(this.job.name),
+      cannotSend: this.#patternSkips.cannotSend(this.job.name),
       unreadable: unreadableCount(this.#table.observations),
       ...this.#extras.failures,
       freeSpace: this.#status.freeSpace?.read() ?? null,

@@ -12,12 +12,8 @@ import { destinationIdentity } from "../ledger/destination_identity.ts";
 import { logger, quoteIfUnsafe } from "../log/logging.ts";
 import { filePatternsSaid, optionOfKey } from "../config/key_lines.ts";
 import { ignoredByMethod, METHOD_KEYS } from "../config/method_keys.ts";
-import {
-  type FilterOptions,
-  sharedSkipLog,
-  type Skip,
-  type SkipLog,
-} from "../watch/file_filter.ts";
+import type { FilterOptions } from "../watch/file_filter.ts";
+import { sharedSkipLog, type Skip, type SkipLog } from "../watch/skip_log.ts";
 
 /** Daemon-wide keys not said as changed: `state_dir` refuses the reload. */
 const NOT_COMPARED = new Set(["file", "jobs", "state_dir"]);
@@ -297,6 +293,11 @@ export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
       if (this.#examples.length < PATTERN_SKIP_EXAMPLES) this.#examples.push(quoteIfUnsafe(path));
     }
     return first;
+  }
+
+  /** Entries of job `job` said at ERROR so far: see `SkipLog.errorsOf`. */
+  cannotSend(job: string): number {
+    return this.#log.errorsOf(job);
   }
 
   /** See `SkipLog.followed`. */

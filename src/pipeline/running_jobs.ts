@@ -28,7 +28,7 @@ import type { createTransport } from "../transfer/transport.ts";
 import type { FinishingHooks } from "./hooks.ts";
 import { JobRunner, type JobRunnerOptions } from "./job_runner.ts";
 import { formerJob, sameJobSettings } from "./reload_changes.ts";
-import { sharedSkipLog } from "../watch/file_filter.ts";
+import { sharedSkipLog } from "../watch/skip_log.ts";
 
 /** A runner and its start, handed from one generation to the next. */
 interface Started {

@@ -10,7 +10,7 @@
  * @module
  */
 import { linkedFolder, relativeTo } from "../layout/watch_folder_paths.ts";
-import type { Skip } from "./file_filter.ts";
+import type { Skip } from "./skip_log.ts";
 import { isGoneError } from "./file_version.ts";
 
 /** The `symlinks` key: what to do with symbolic links in the watch folder. */

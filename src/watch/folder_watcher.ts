@@ -24,7 +24,7 @@
  * @module
  */
 import { isAbsolute, join } from "node:path";
-import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
+import { sharedSkipLog, type SkipLog } from "./skip_log.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
 import type { WatchHow } from "./fs_type.ts";
 import { logger, quoteIfUnsafe } from "../log/logging.ts";

@@ -21,7 +21,8 @@
  * @module
  */
 import { logger, quoteIfUnsafe } from "../log/logging.ts";
-import type { FileFilter, Skip } from "./file_filter.ts";
+import type { FileFilter } from "./file_filter.ts";
+import type { Skip } from "./skip_log.ts";
 import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
 import { birthOf, NewFolders, writtenAsCreated } from "./new_folders.ts";

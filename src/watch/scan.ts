@@ -10,7 +10,8 @@
 import { join } from "node:path";
 import { hasUndecodableBytes } from "./entry_check.ts";
 import { relativeTo } from "../layout/watch_folder_paths.ts";
-import type { FileFilter, Skip } from "./file_filter.ts";
+import type { FileFilter } from "./file_filter.ts";
+import type { Skip } from "./skip_log.ts";
 import { bytesOf, isNameTooLong, PATH_MAX_BYTES } from "../config/path_limits.ts";
 
 /** A file found in the watch folder. */

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { SymlinkPolicy } from "../../../src/watch/entry_check.ts";
-import { createFileFilter, SkipLog } from "../../../src/watch/file_filter.ts";
+import { createFileFilter } from "../../../src/watch/file_filter.ts";
+import { SkipLog } from "../../../src/watch/skip_log.ts";
 import { scanFolder, type SkippedEntry } from "../../../src/watch/scan.ts";
 import type { Logger } from "@logtape/logtape";
 
