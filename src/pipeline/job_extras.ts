@@ -110,6 +110,11 @@ export class JobExtras {
     });
   }
 
+  /** Resolves when the source clean-up's work called for so far is done: whether there was any. */
+  cleanupSettled(): Promise<boolean> {
+    return this.#cleaner.settled();
+  }
+
   /** Deletes and moves of sources that failed since the daemon started (reloads included). */
   get cleanupFailures(): number {
     return this.#cleaner.failures;

@@ -319,12 +319,11 @@ export class JobRunner {
     this.#checkIdle();
   }
 
-  /** Resolve when nothing is under observation, queued, waiting for a retry or being sent. */
-  whenIdle(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#idleWaiters.push(resolve);
-      this.#checkIdle();
-    });
+  /** Resolve when nothing is observed, queued, sent or waited for, nor looked for to clean up. */
+  async whenIdle(): Promise<void> {
+    do {
+      await new Promise<void>((resolve) => this.#checkIdle(resolve));
+    } while (await this.#extras.cleanupSettled() && !this.#stopping);
   }
 
   /**
@@ -440,7 +439,8 @@ export class JobRunner {
     }
   }
 
-  #checkIdle(): void {
+  #checkIdle(waiter?: () => void): void {
+    if (waiter) this.#idleWaiters.push(waiter);
     if (this.#idleWaiters.length === 0) return;
     // Files found while the ledger could not be written wait for it and a look again.
     const idle = this.#table.inMotion === 0 &&

@@ -105,6 +105,8 @@ export class SourceCleaner {
   #retryDelayMs = 0;
   #retryAtMs = 0;
 
+  /** Tasks called for and not done yet (see {@linkcode settled}). */
+  #pending = 0;
   /** `run --once`: what fails is tried again at the next run, not later in this one. */
   #once: boolean;
   /** Which of the files due after `keep_days` still have their copy at the destination. */
@@ -163,6 +165,16 @@ export class SourceCleaner {
     });
   }
 
+  /**
+   * Resolves when the work called for so far (a look for due sources included) is done: whether
+   * there was any (`run --once` waits for it before it stops, then for what it found to send).
+   */
+  async settled(): Promise<boolean> {
+    if (this.#pending === 0) return false;
+    while (this.#pending > 0) await this.#chain;
+    return true;
+  }
+
   /** Stop; with `drain` (`run --once`) the steps already called for run first. */
   async close(drain: boolean): Promise<void> {
     clearInterval(this.#timer);
@@ -185,7 +197,9 @@ export class SourceCleaner {
         if (this.#closed) return; // Stopped while it asked.
         this.#log.warn(
           "Cannot look at the destination for the {count} source(s) due for clean-up ({error}): " +
-            "they stay in the watch folder until the next look, within the hour",
+            `they stay in the watch folder until the next look, ${
+              this.#once ? "at the next run" : "within the hour"
+            }`,
           { count: steps.length, error: error instanceof Error ? error.message : String(error) },
         );
         return;
@@ -225,11 +239,15 @@ export class SourceCleaner {
   }
 
   #then(task: () => Promise<void>): void {
+    this.#pending++;
     this.#chain = this.#chain.then(() => this.#closed ? undefined : task()).catch((error) => {
       this.#log.error("Source clean-up failed: {error}", {
         error: error instanceof Error ? error.message : String(error),
       });
-    }).finally(() => this.#sayRepeats());
+    }).finally(() => {
+      this.#pending--;
+      this.#sayRepeats();
+    });
   }
 
   /**

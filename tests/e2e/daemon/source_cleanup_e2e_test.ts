@@ -17,6 +17,7 @@ import { cliSandbox } from "../../helpers/sandbox.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson } from "../../helpers/status.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 /** A sandbox whose watch folder has a `sub dir`; `archive` is for `archive_path`. */
 async function setUp() {
@@ -314,6 +315,39 @@ Deno.test("after_transfer: delete on a watch share mounted read-only: each sourc
     }
   } finally {
     if (await isMounted(share)) await unmountBindfs(share);
+  }
+});
+
+Deno.test("keep_days over scp: run --once looks at the destination for the sources due and removes them before it stops", async () => {
+  // Before: the look over SSH was cut off by the run's end ("Cannot look at the destination
+  // ... (stopping): ... until the next look, within the hour"), so a run --once from cron never
+  // removed a source.
+  const sshd = await startSshd();
+  const box = await sshSandbox(sshd, "scp", { after_transfer: "delete", keep_days: 0.0001 });
+  try {
+    const files: Record<string, Uint8Array> = {
+      "due $(id).fits": randomBytes(30_000),
+      "-gone.fits": randomBytes(20_000),
+    };
+    for (const [rel, data] of Object.entries(files)) {
+      await Deno.writeFile(join(box.watch, rel), data);
+      await Deno.utime(join(box.watch, rel), EVENING, EVENING);
+    }
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    const night = join(box.remote, "20240315");
+    await Deno.remove(join(night, "-gone.fits")); // Its source stays, and goes again.
+    await new Promise((r) => setTimeout(r, 9_000)); // keep_days (about 8.6 s) passes.
+    const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 0, second.stderr);
+    assert.doesNotMatch(second.stderr, /Cannot look at the destination/);
+    assert.ok(!existsSync(join(box.watch, "due $(id).fits")), second.stderr);
+    assert.deepEqual(await Deno.readFile(join(night, "due $(id).fits")), files["due $(id).fits"]);
+    assert.deepEqual(await Deno.readFile(join(box.watch, "-gone.fits")), files["-gone.fits"]);
+    assert.deepEqual(await Deno.readFile(join(night, "-gone.fits")), files["-gone.fits"]);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
   }
 });
 
