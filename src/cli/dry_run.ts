@@ -97,10 +97,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const prior = table?.doneVersions([file.relPath])[0];
           if (prior && sameVersion(prior, version)) continue;
           const unfinished = incompleteFits(job, file.path, version.mtimeMs);
-          if (unfinished !== null) {
-            write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished}`);
+          if (unfinished !== null && unfinished !== "incomplete") {
+            write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished.leave}`);
             continue;
           }
+          const incomplete = unfinished === "incomplete";
           let fallback = "";
           const destination = await planDestination(
             job,
@@ -124,7 +125,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           if (header === "new") {
             fallback += " (a new observation under a name sent before: its DATE-OBS)";
           }
-          const beside = planned ?? placeBeside(job, destination, row, file.path, header);
+          const beside = planned ??
+            placeBeside(job, destination, row, file.path, header, incomplete);
           // The file sent before, changed or sent again, goes over its own copy (as the run).
           const own = row !== undefined && beside === row.destination && row.transferredAt !== null;
           if (beside !== destination) {
@@ -421,9 +423,14 @@ async function besideOthers(
 /**
  * Why `run --once` would leave the file at `path` for a later run (a FITS
  * file whose structure is incomplete, or whose HDUs announced are not all
- * there, unchanged for less than `fits_incomplete_grace_seconds`), or `null`.
+ * there, unchanged for less than `fits_incomplete_grace_seconds`); past that grace `incomplete`
+ * (it goes as it is, never over a copy sent before); `null` for a complete one.
  */
-function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string | null {
+function incompleteFits(
+  job: JobConfig,
+  path: string,
+  mtimeMs: number,
+): { leave: string } | "incomplete" | null {
   let structure;
   try {
     structure = readFitsStructure(path);
@@ -437,6 +444,6 @@ function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string |
     ? structure.moreExpected
     : null;
   if (reason === null) return null;
-  if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return null;
-  return `its FITS structure is incomplete (${reason})`;
+  if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return "incomplete";
+  return { leave: `its FITS structure is incomplete (${reason})` };
 }

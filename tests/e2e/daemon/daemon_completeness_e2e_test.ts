@@ -338,6 +338,10 @@ Deno.test("run --once: a file marked for resending whose source was cut short lo
     const longAgo = new Date(dayAgo.getTime() + 60_000);
     await Deno.utime(join(watch, name), longAgo, longAgo);
 
+    // The dry run says where the run puts it: beside the copy, not over it.
+    const dry = await runCli(["run", "--dry-run", "-c", config], { env });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /short"~2\.fits \(beside the earlier file of that name\)/);
     const result = await runCli(["run", "--once", "-c", config], { env });
     assert.equal(result.code, 0, result.stderr);
     assert.doesNotMatch(result.stderr, /Left .* for a later run/);
