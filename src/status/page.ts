@@ -70,8 +70,9 @@ function escaped(text) {
   });
 }
 function bytes(n) {
-  const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
-  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  // Binary units, as the log, status and doctor say them.
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : Math.round(n)) + " " + u[i];
 }
 function ago(ms, now) {

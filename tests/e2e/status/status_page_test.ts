@@ -73,7 +73,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     /^\d+(\.\d)? m?s$/,
   );
   // The destination's free space, and the chart's bars and throughput line.
-  assert.match(await page.locator(".job .free").textContent() ?? "", /\d.* free$/);
+  assert.match(await page.locator(".job .free").textContent() ?? "", /\d (B|KiB|MiB|GiB|TiB) free$/);
   // How the watch folder is watched (a local folder: by its events).
   assert.match(
     await page.locator(".job .watch").textContent() ?? "",
@@ -87,7 +87,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
   await page.locator("#chart rect.bar").first().waitFor({ timeout: LEAST_CEILING_MS });
   assert.match(
     await page.locator("#chartmax").textContent() ?? "",
-    /^max [1-9]\d* files\/min, \d+(\.\d)? [kMGT]?B\/s$/,
+    /^max [1-9]\d* files\/min, \d+(\.\d)? (B|KiB|MiB|GiB|TiB)\/s$/,
   );
   // A file that is never sent as it is (its name is not UTF-8) is said on the job.
   const python = "import os, sys; open(os.path.join(sys.argv[1].encode(), b'caf\\xe9.fits'), 'wb')";
