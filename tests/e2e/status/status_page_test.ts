@@ -73,7 +73,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     /^\d+(\.\d)? m?s$/,
   );
   // The destination's free space, and the chart's bars and throughput line.
-  assert.match(await page.locator(".job .free").textContent() ?? "", /\d (B|KiB|MiB|GiB|TiB) free$/);
+  assert.match(
+    await page.locator(".job .free").textContent() ?? "",
+    /\d (B|KiB|MiB|GiB|TiB) free$/,
+  );
   // How the watch folder is watched (a local folder: by its events).
   assert.match(
     await page.locator(".job .watch").textContent() ?? "",
