@@ -84,6 +84,15 @@ export function resolveServiceTarget(
         `${account.viaSudo ? " (who ran sudo)" : ""}, not as root`,
     );
   }
+  if (purpose === "install" && os !== "windows" && scope === "user" && isRootAccount(account)) {
+    // Before: a per-user service of root, running as root, without a word.
+    warnings.push(
+      "this per-user service is root's own, and runs as root" +
+        (os === "linux" ? " (at boot only with `loginctl enable-linger root`)" : "") +
+        ": prefer a system service run as an ordinary account: sudo install-service from that " +
+        "account, without --user",
+    );
+  }
   if (purpose === "install" && os !== "windows" && scope === "system" && isRootAccount(account)) {
     if (!options.allowRoot && options.print === true) {
       // Only shown: say what installing it would need.

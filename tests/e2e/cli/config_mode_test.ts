@@ -103,6 +103,14 @@ Deno.test("install-service refuses --user with --allow-root, and says --allow-ro
     /^error: Cannot use --allow-root with --user: .* leave out one of them$/m,
   );
   assert.equal(both.stdout, "");
+  // root's own per-user service runs as root: said. Before: not a word.
+  const asRoot = { ...box.env, USER: "root", HOME: box.env.HOME ?? "/root" };
+  const rootUser = await runCli([...print, "--user"], { env: asRoot });
+  assert.equal(rootUser.code, 0, rootUser.stderr);
+  assert.match(
+    rootUser.stderr,
+    /^warning: this per-user service is root's own, and runs as root \(at boot only with `loginctl enable-linger root`\): prefer a system service/m,
+  );
   // Through sudo from another account the service runs as that account, --allow-root or not.
   const uid = String(Deno.uid());
   const sudo = {
