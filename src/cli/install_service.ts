@@ -152,7 +152,8 @@ export async function runInstallService(
     ? leftOldServicesProblem(left, target.os)
     : undefined;
   if (problem !== undefined && !options.print) {
-    throw new UsageError(`Cannot install the service: ${problem}`);
+    // Exit 2, without the usage hint a UsageError gets: the command was typed right.
+    throw new ConfigError(`Cannot install the service: ${problem}`);
   }
   const removed = found.filter((old) => !left.includes(old));
   const overwritten = previous !== undefined && !/written by `image-transfer install-service`/i

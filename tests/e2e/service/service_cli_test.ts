@@ -1045,6 +1045,8 @@ Deno.test("install-service refuses (exit 2, nothing written) while another accou
       refused.stderr,
     );
     assert.deepEqual(await listFiles(root), [theirs.slice(1)], "nothing written or removed");
+    // The command was typed right: no hint to read the usage.
+    assert.doesNotMatch(refused.stderr, /--help for usage/);
 
     const shown = await runCli([...args, "--print"], { env });
     assert.equal(shown.code, 0, shown.stderr);
