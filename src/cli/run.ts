@@ -17,7 +17,7 @@ import { loadConfig } from "../config/load.ts";
 import { regularFileText, resolveConfigPath } from "../config/paths.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, OutcomeError, UsageError } from "../errors.ts";
-import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
+import { logExit, logger, notOurLog, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
 import { assertOwnFilesTrusted } from "../pipeline/own_files_trust.ts";
@@ -25,7 +25,7 @@ import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
 import { userPrograms } from "../pipeline/user_programs.ts";
-import { globalOptions } from "./options.ts";
+import { type GlobalOptions, globalOptions, parseSet } from "./options.ts";
 import { findCommand, withRunOptions } from "./daemon_state.ts";
 import {
   addQuickStartOptions,
@@ -84,17 +84,23 @@ export function runCommand(): Command {
         if (global.config !== undefined) {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
-        const quick = quickStartConfig(options);
-        config = quick.config;
-        await checkQuickStart(config);
-        // A run that ends by itself cannot wait for the folder to appear.
-        if (options.once || options.dryRun) {
-          await checkWatchOption(options.watch!, config.jobs[0].watch_path);
-        }
-        // Written once it passed what run checks: a saved config is one that runs.
-        if (options.saveConfig !== undefined) {
-          await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);
-          console.error(`wrote ${quick.config.file}`);
+        try {
+          const quick = quickStartConfig(options);
+          config = quick.config;
+          await checkQuickStart(config);
+          // A run that ends by itself cannot wait for the folder to appear.
+          if (options.once || options.dryRun) {
+            await checkWatchOption(options.watch!, config.jobs[0].watch_path);
+          }
+          // Written once it passed what run checks: a saved config is one that runs.
+          if (options.saveConfig !== undefined) {
+            await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);
+            console.error(`wrote ${quick.config.file}`);
+          }
+        } catch (error) {
+          // Logged where a config file's run logs it: the log file its --set names, or the default.
+          if (!options.dryRun) await logEarlyExit(optionsLogSettings(options), error, global);
+          throw error;
         }
       } else {
         for (const flag of ["method", "set", "saveConfig", "ftpPasswordFile", "ftpPasswordEnv"]) {
@@ -112,7 +118,7 @@ export function runCommand(): Command {
         } catch (caught) {
           const typed = options.once ? "run --once" : options.dryRun ? "run --dry-run" : "run";
           const error = withoutConfigHint(caught, typed);
-          if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
+          if (!options.dryRun) await logEarlyExit(await earlyLogSettings(file), error, global);
           throw error;
         }
       }
@@ -211,14 +217,23 @@ export function runCommand(): Command {
 }
 
 /**
- * Write why the daemon exits before its config loaded to the log file the
- * config names (or the default one); failing that, stderr alone has it.
+ * Write why the daemon exits before its config loaded to the log file of `settings` (the config's
+ * or the options', see {@linkcode earlyLogSettings}); failing that, stderr alone has it.
  */
-async function logEarlyExit(file: string, error: unknown, verbose: boolean): Promise<void> {
-  const settings = await earlyLogSettings(file);
-  if (!settings.logFile) return;
+async function logEarlyExit(
+  settings: EarlyLogSettings,
+  error: unknown,
+  global: GlobalOptions,
+): Promise<void> {
+  // Not a file the run would refuse as its log (another file named by mistake): not touched.
+  if (!settings.logFile || notOurLog(settings.logFile) !== null) return;
   try {
-    await setupLogging({ verbose, logFile: settings.logFile, format: settings.format });
+    await setupLogging({
+      verbose: global.verbose ?? false,
+      level: global.logLevel,
+      logFile: settings.logFile,
+      format: settings.format,
+    });
     logExit(error, exitCodeFor(error));
   } catch {
     // The log file cannot be opened: the error still reaches stderr.
@@ -333,14 +348,34 @@ export interface EarlyLogSettings {
  * cannot say; no log file when the default cannot be found (no home folder).
  */
 export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> {
-  const written = await writtenLogSettings(file);
+  return logSettingsOf(await writtenLogSettings(file), dirname(resolve(file)));
+}
+
+/**
+ * The log file and format the `--set log_file=...` and `--set log_format=...` of a run without a
+ * config file ask for (the last of each, as the run takes them), or the defaults where they cannot
+ * say; a relative path is taken from here, as the run takes it.
+ */
+export function optionsLogSettings(options: QuickStartOptions): EarlyLogSettings {
+  const written: WrittenLogSettings = {};
+  for (const pair of options.set ?? []) {
+    try {
+      const [key, value] = parseSet(pair);
+      if (key === "log_file" || key === "log_format") written[key] = value;
+    } catch { /* No KEY=VALUE: the run's error says so. */ }
+  }
+  return logSettingsOf(written, Deno.cwd());
+}
+
+/** The log settings `written` gives, its log file taken from `baseDir`, or the defaults. */
+function logSettingsOf(written: WrittenLogSettings, baseDir: string): EarlyLogSettings {
   const format = daemonShape.log_format.safeParse(written.log_format);
   let logFile: string;
   try {
     const given = daemonShape.log_file.safeParse(written.log_file);
     logFile = resolveLogFile(
       given.success ? given.data : daemonShape.log_file.parse(undefined),
-      dirname(resolve(file)),
+      baseDir,
     );
   } catch {
     logFile = ""; // No home folder: no default log file either.
@@ -348,10 +383,14 @@ export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> 
   return { logFile, format: format.success ? format.data : "text" };
 }
 
+/** The `log_file` and `log_format` values a config file or the options give, as written. */
+interface WrittenLogSettings {
+  log_file?: unknown;
+  log_format?: unknown;
+}
+
 /** The top-level `log_file` and `log_format` values of `file`, where it can be trusted with them. */
-async function writtenLogSettings(
-  file: string,
-): Promise<{ log_file?: unknown; log_format?: unknown }> {
+async function writtenLogSettings(file: string): Promise<WrittenLogSettings> {
   // Not a pipe or a device (a refused config may be one), whose reading would never end.
   const text = await regularFileText(file);
   if (text === null) return {};
