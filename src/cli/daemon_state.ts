@@ -11,7 +11,14 @@ import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
 import { daemonStillRuns } from "../process/live_daemon.ts";
 import { loadConfig } from "../config/load.ts";
-import { configCommand, expandPath, regularFileText, resolveConfigPath } from "../config/paths.ts";
+import {
+  configCommand,
+  defaultStateDir,
+  defaultsWithoutHome,
+  expandPath,
+  regularFileText,
+  resolveConfigPath,
+} from "../config/paths.ts";
 import { LOCAL_PATH_KEYS, resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema, daemonShape } from "../config/schema.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
@@ -89,7 +96,8 @@ const NOT_OF_A_RUN = [
 ];
 
 /**
- * The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config.
+ * The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config,
+ * with no log file where the default one is in a home folder that cannot be found.
  *
  * @throws {ConfigError} for a key that is neither (a typo), or that no run without a config file
  * takes (`jobs`; see {@linkcode NOT_OF_A_RUN}), in run's words: else the default state folder would
@@ -105,6 +113,16 @@ function daemonOfSets(sets: string[]): Config {
     else if (key in daemonShape) keys[key] = value;
   }
   if (unknown.length > 0) throw new ConfigError(unknown.join("\n"));
+  // No home folder: status and stop write no log file, and the run's state folder is its own.
+  const homeless = defaultsWithoutHome(keys);
+  if (homeless.includes("state_dir")) {
+    throw new ConfigError(
+      `${IN_THE_OPTIONS}: a run without a config file is found in its state folder, here the ` +
+        "default one, in the home folder, which cannot be found (neither HOME nor USERPROFILE " +
+        "is set): set HOME, or give the run's --set state_dir=DIR",
+    );
+  }
+  if (homeless.includes("log_file")) keys.log_file = "";
   const parsed = daemonSchema.safeParse(keys);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -133,9 +151,19 @@ function notOfARun(key: string): string | null {
  */
 export function findCommand(config: Config, command: string): string {
   if (config.file !== COMMAND_LINE_CONFIG) return configCommand(config.file, command);
-  const usual = resolveDaemon(daemonSchema.parse({}), Deno.cwd()).state_dir;
   return `image-transfer ${command}` +
-    (config.state_dir === usual ? "" : ` --set ${pastedWord(`state_dir=${config.state_dir}`)}`);
+    (config.state_dir === usualStateDir()
+      ? ""
+      : ` --set ${pastedWord(`state_dir=${config.state_dir}`)}`);
+}
+
+/** The default state folder, as a run resolves it; `null` in a home folder not to be found. */
+function usualStateDir(): string | null {
+  try {
+    return resolve(defaultStateDir());
+  } catch {
+    return null; // No HOME: every run without a config file was given its own (see quick_start).
+  }
 }
 
 /**

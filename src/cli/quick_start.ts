@@ -15,7 +15,7 @@ import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ignoredByMethod } from "../config/method_keys.ts";
 import { portBeforeFolder } from "../config/job_rules.ts";
-import { IN_THE_OPTIONS, optionOfKey } from "../config/key_lines.ts";
+import { homelessOptionsProblem, IN_THE_OPTIONS, optionOfKey } from "../config/key_lines.ts";
 import { TOP_LEVEL_KEYS } from "../config/schema.ts";
 import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
 import { answerWithin } from "../config/file_systems.ts";
@@ -133,6 +133,8 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     keys[key] = local ? expandPath(value) : value;
   }
   checkFtpPassword(options, keys);
+  const homeless = homelessOptionsProblem(keys);
+  if (homeless !== null) throw new ConfigError(homeless);
   const text =
     `# Written by image-transfer run --save-config; every key not here has its default.\n${
       stringify(keys, { lineWidth: 0 })

@@ -19,6 +19,8 @@ import {
 } from "yaml";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
 import { DEFAULT_FILE_PATTERNS } from "./schema.ts";
+import { pastedWord } from "../shell_words.ts";
+import { defaultsWithoutHome } from "./paths.ts";
 
 /** A key path such as `["jobs", 1, "retry_attempts"]`. */
 export type Path = (string | number)[];
@@ -150,6 +152,21 @@ export function jobKeyPlace(config: Config, index: number, key: string): string 
 
 /** Where a message on a run without a config file points: its options, not a file never written. */
 export const IN_THE_OPTIONS = "in the options (--watch, --to, --set)";
+
+/**
+ * What a run without a config file is told where `keys` (its config, from the options) leave
+ * `state_dir` or `log_file` to a default in a home folder that cannot be found (no `HOME`: a
+ * service, `env -i`): the `--set` options that give them, as typed; `null` where none is.
+ */
+export function homelessOptionsProblem(keys: object): string | null {
+  const missing = defaultsWithoutHome(keys);
+  if (missing.length === 0) return null;
+  const given = missing.map((key) => `--set ${key}=${key === "state_dir" ? "DIR" : "FILE"}`);
+  return `${IN_THE_OPTIONS}: ${missing.join(" and ")} ` +
+    `${missing.length > 1 ? "default" : "defaults"} to the home folder, which cannot be found ` +
+    `(neither HOME nor USERPROFILE is set): set HOME, or give ${given.join(" and ")}` +
+    (missing.includes("log_file") ? ` (--set ${pastedWord('log_file=""')} for no log file)` : "");
+}
 
 /** The option of a run without a config file that gives `key`: `--to`, else `--set KEY=...`. */
 export function optionOfKey(key: string): string {

@@ -8,7 +8,7 @@
 import { dirname, resolve } from "node:path";
 import { isMap, LineCounter, parseDocument } from "yaml";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
-import { configCommand, isDefaultConfigPath } from "./paths.ts";
+import { configCommand, defaultsWithoutHome, isDefaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
 import { describeValue, Issues, type Json } from "./messages.ts";
@@ -162,20 +162,16 @@ export function parseConfig(text: string, file: string): Config {
  * @throws {ConfigError} when a default is in a home folder that cannot be found
  */
 function parseDaemonKeys(keys: Json, file: string): ReturnType<typeof daemonSchema.safeParse> {
-  try {
-    return daemonSchema.safeParse(keys);
-  } catch (error) {
-    const missing = ["state_dir", "log_file"].filter((key) => !(key in keys));
-    // Only the defaults in the home folder can throw: a service started without HOME.
-    if (missing.length === 0) throw error;
-    throw new ConfigError(
-      `${file}: ${missing.join(" and ")} ${missing.length > 1 ? "default" : "defaults"} to the ` +
-        "home folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
-        `${missing.join(" and ")} as absolute paths` +
-        (missing.includes("log_file") ? ' (or log_file: "" for no log file)' : ""),
-      { file, cause: error },
-    );
-  }
+  // Only the defaults in the home folder can throw: a service started without HOME.
+  const missing = defaultsWithoutHome(keys);
+  if (missing.length === 0) return daemonSchema.safeParse(keys);
+  throw new ConfigError(
+    `${file}: ${missing.join(" and ")} ${missing.length > 1 ? "default" : "defaults"} to the ` +
+      "home folder, which cannot be found (neither HOME nor USERPROFILE is set): set HOME, or " +
+      `write ${missing.join(" and ")} as absolute paths` +
+      (missing.includes("log_file") ? ' (or log_file: "" for no log file)' : ""),
+    { file },
+  );
 }
 
 /**

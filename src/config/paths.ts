@@ -167,6 +167,24 @@ export function defaultLogFile(): string {
   return underHome(DEFAULT_LOG_FILE);
 }
 
+/**
+ * The keys of {@linkcode defaultStateDir} and {@linkcode defaultLogFile} that `given` (the keys
+ * written) leaves to a default in a home folder that cannot be found (no `HOME`): none where it
+ * can be, nor `state_dir` where `XDG_STATE_HOME` (`%LOCALAPPDATA%`) says where it goes.
+ */
+export function defaultsWithoutHome(given: object): ("state_dir" | "log_file")[] {
+  const defaults = { state_dir: defaultStateDir, log_file: defaultLogFile };
+  return (["state_dir", "log_file"] as const).filter((key) => {
+    if (key in given) return false;
+    try {
+      defaults[key]();
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
 /** A `~/a/b` path in the home folder, with this OS's separators. */
 function underHome(written: string): string {
   return join(homeDir(), ...written.slice("~/".length).split("/"));

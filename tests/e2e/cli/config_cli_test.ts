@@ -928,7 +928,7 @@ Deno.test("without HOME, every command on a -c file whose state_dir defaults to 
       // Before: status and stop exited 1 with "Cannot find the home folder", saying no key.
       assertConfigFailure(
         result,
-        /config\.yaml: state_dir and log_file default to the home folder, which cannot be found \(neither HOME nor USERPROFILE is set\): write state_dir and log_file as absolute paths/,
+        /config\.yaml: state_dir and log_file default to the home folder, which cannot be found \(neither HOME nor USERPROFILE is set\): set HOME, or write state_dir and log_file as absolute paths/,
       );
     }
   });

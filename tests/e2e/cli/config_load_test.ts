@@ -1610,7 +1610,7 @@ Deno.test("without a home folder, a path in it is a config problem naming its ke
     assert.equal(
       out.stderr.split("\n")[0],
       `error: ${file}: state_dir and log_file default to the home folder, which ` +
-        "cannot be found (neither HOME nor USERPROFILE is set): write state_dir and " +
+        "cannot be found (neither HOME nor USERPROFILE is set): set HOME, or write state_dir and " +
         'log_file as absolute paths (or log_file: "" for no log file)',
     );
     out = await validate([

@@ -1,11 +1,72 @@
 /**
- * A run without a config file (`run --watch DIR --to DEST --set KEY=VALUE`) as a run with one: its
- * exit before the start is logged.
+ * A run without a config file (`run --watch DIR --to DEST --set KEY=VALUE`) as a run with one:
+ * without a home folder its `--set`s are taken where a file's keys would be, its exit before the
+ * start is logged.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
-import { withTempDir } from "../../helpers/files.ts";
+import { cliArgv, runCli, runProgram } from "../../helpers/cli.ts";
+import { randomBytes, withTempDir } from "../../helpers/files.ts";
+
+/** Run the CLI with `args` with no home folder at all, as a service or `env -i` starts it. */
+function homeless(args: string[], cwd: string) {
+  return runProgram("env", [
+    ...["-u", "HOME", "-u", "USERPROFILE", "-u", "XDG_STATE_HOME"],
+    ...[Deno.execPath(), ...cliArgv(args)],
+  ], { cwd });
+}
+
+Deno.test("without HOME, a run without a config file is told the --set options to give, and runs with them; status and stop find it by --set state_dir", async () => {
+  await withTempDir(async (dir) => {
+    const [watch, out, state, log] = ["watch", "out", "state", "nh.log"].map((n) => join(dir, n));
+    await Deno.mkdir(watch);
+    const bytes = randomBytes(3000);
+    await Deno.writeFile(join(watch, "a.fits"), bytes);
+    const run = ["run", "--once", "--watch", watch, "--to", out];
+
+    const bare = await homeless(run, dir);
+    assert.equal(bare.code, 2, bare.stderr);
+    assert.equal(
+      bare.stderr.split("\n")[0],
+      "error: in the options (--watch, --to, --set): state_dir and log_file default to the home " +
+        "folder, which cannot be found (neither HOME nor USERPROFILE is set): set HOME, or give " +
+        `--set state_dir=DIR and --set log_file=FILE (--set 'log_file=""' for no log file)`,
+    );
+
+    // Before: exit 1, "Cannot find the home folder" (the command that finds it looked for it).
+    const given = await homeless([
+      ...run,
+      "--set",
+      `state_dir=${state}`,
+      "--set",
+      `log_file=${log}`,
+    ], dir);
+    assert.equal(given.code, 0, given.stderr);
+    assert.match(given.stderr, new RegExp(`image-transfer status --set state_dir=${state} and`));
+    const [night] = await Array.fromAsync(Deno.readDir(out));
+    assert.deepEqual(await Deno.readFile(join(out, night.name, "a.fits")), bytes);
+    assert.match(await Deno.readTextFile(log), /Successfully transferred/);
+
+    const noLog = await homeless(
+      [...run, "--set", `state_dir=${state}`, "--set", 'log_file=""'],
+      dir,
+    );
+    assert.equal(noLog.code, 0, noLog.stderr);
+
+    const status = await homeless(["status", "--set", `state_dir=${state}`], dir);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^Daemon: not running with state_dir ${state}$`, "m"));
+    assert.match(status.stdout, /^Job default: pending 0, interrupted 0, done 1, failed 0$/m);
+    const stop = await homeless(["stop", "--set", `state_dir=${state}`], dir);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.match(stop.stdout, new RegExp(`No daemon is running with state_dir ${state}`));
+
+    // Without state_dir, the default state folder is not to be found: said, exit 2.
+    const lost = await homeless(["status", "--set", "status_listen=127.0.0.1:1"], dir);
+    assert.equal(lost.code, 2, lost.stderr);
+    assert.match(lost.stderr, /set HOME, or give the run's --set state_dir=DIR$/m);
+  });
+});
 
 Deno.test("a run without a config file that exits before it starts logs why (FATAL) to the log file its --set names, or the default one", async () => {
   await withTempDir(async (dir) => {
