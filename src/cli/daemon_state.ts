@@ -97,7 +97,8 @@ const NOT_OF_A_RUN = [
 
 /**
  * The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config,
- * with no log file where the default one is in a home folder that cannot be found.
+ * with the `status_listen` the running daemon says its page listens at ("" for none) where they
+ * give none, and no log file where the default one is in a home folder that cannot be found.
  *
  * @throws {ConfigError} for a key that is neither (a typo), or that no run without a config file
  * takes (`jobs`; see {@linkcode NOT_OF_A_RUN}), in run's words: else the default state folder would
@@ -129,7 +130,18 @@ function daemonOfSets(sets: string[]): Config {
     const said = describeIssue(issue, issue.path as Path, keys[String(issue.path[0])]);
     throw new UsageError(`--set ${String(issue.path[0])}=\u2026: ${said}`);
   }
-  return { file: COMMAND_LINE_CONFIG, ...resolveDaemon(parsed.data, Deno.cwd()), jobs: [] };
+  const daemon = resolveDaemon(parsed.data, Deno.cwd());
+  // The run's page is where the run says it listens, if it does: the default address, or one
+  // typed here, may be another program's (its own was taken, or the run was given another).
+  if (!givesStatusListen(sets)) {
+    daemon.status_listen = daemonStatus(daemon.state_dir).statusListen ?? "";
+  }
+  return { file: COMMAND_LINE_CONFIG, ...daemon, jobs: [] };
+}
+
+/** Whether `sets` (the `--set`s of `status` or `stop`, checked) give `status_listen`. */
+function givesStatusListen(sets: string[]): boolean {
+  return sets.some((pair) => parseSet(pair)[0] === "status_listen");
 }
 
 /** Why `--set key=...` can find no run without a config file; `null` where one may take it. */
@@ -208,18 +220,24 @@ export function otherStateDirHint(command: string): string {
 /**
  * {@linkcode statusConfig}, or, for a file that cannot be loaded (an edit the running daemon
  * refused to reload), its `state_dir` alone (where its YAML gives a usable one, else the default)
- * and no jobs, with the reason: enough to find the daemon and its ledger.
+ * and no jobs, with the reason: enough to find the daemon and its ledger (its `status_listen`
+ * where the running daemon says its page listens, "" for none: the file's may say none, as its
+ * page may be off). `pageOfDaemon`: for a run found by its `--set state_dir=DIR` alone, whose own
+ * `status_listen` is not known here, its `status_listen` is only where the run says its page
+ * listens ("" where it says none).
  */
 export async function daemonConfig(
   option: string | undefined,
   find: FindOptions = {},
-): Promise<{ config: Config; problem: ConfigError | null }> {
+): Promise<{ config: Config; problem: ConfigError | null; pageOfDaemon: boolean }> {
   // A run without a config file: its options are checked as run checks them, no file read.
   if (wantsQuickStart(find) || find.set !== undefined) {
-    return { config: await statusConfig(option, find), problem: null };
+    const config = await statusConfig(option, find);
+    const pageOfDaemon = !wantsQuickStart(find) && !givesStatusListen(find.set ?? []);
+    return { config, problem: null, pageOfDaemon };
   }
   try {
-    return { config: await statusConfig(option), problem: null };
+    return { config: await statusConfig(option), problem: null, pageOfDaemon: false };
   } catch (problem) {
     if (!(problem instanceof ConfigError)) throw problem;
     const file = resolveConfigPath(option);
@@ -227,7 +245,9 @@ export async function daemonConfig(
     const text = await regularFileText(file);
     // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's,
     // unless the daemon there says it runs with this file (moved away since, or a folder now).
-    if (text === null && option !== undefined) return await daemonOfMissingFile(file, problem);
+    if (text === null && option !== undefined) {
+      return { ...await daemonOfMissingFile(file, problem), pageOfDaemon: false };
+    }
     // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
     const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
     const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
@@ -246,7 +266,8 @@ export async function daemonConfig(
     // Its status page is where the running daemon says it is (none: it has none, or none yet),
     // not the default address, where another daemon's page may be.
     const statusListen = daemonStatus(daemon.state_dir).statusListen ?? "";
-    return { config: { file, ...daemon, status_listen: statusListen, jobs: [] }, problem };
+    const config = { file, ...daemon, status_listen: statusListen, jobs: [] };
+    return { config, problem, pageOfDaemon: false };
   }
 }
 

@@ -43,6 +43,10 @@ import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
+/** Why no page is asked, where the daemon is asked where its page listens and has not said. */
+const PAGE_NOT_SAID = "the daemon has not said that its status page listens, so none is asked: " +
+  "it started none (its log says why: status_listen off, or its address in use), or not yet";
+
 /** A retry due longer ago than this, and not started, is shown as a problem. */
 const OVERDUE_AFTER_MS = 60_000;
 
@@ -103,7 +107,8 @@ export function statusCommand(): Command {
       }
       // A count beyond any ledger's rows lists them all (SQLite takes no larger whole number).
       const limit = Math.min(Number(options.limit), Number.MAX_SAFE_INTEGER - 1);
-      const { config, problem } = await daemonConfig(globalOptions(command).config, options);
+      const found = await daemonConfig(globalOptions(command).config, options);
+      const { config, problem, pageOfDaemon } = found;
       // No config file, nor the options of a run without one: the default state folder's.
       const hint = !problem && config.file !== COMMAND_LINE_CONFIG && config.jobs.length === 0
         ? otherStateDirHint("status")
@@ -115,22 +120,29 @@ export function statusCommand(): Command {
             `had; shown from its state_dir ${config.state_dir}, with the jobs its ledger knows.`,
         );
       }
-      await showStatus(config, { ...options, hint }, limit);
+      await showStatus(config, { ...options, hint, pageOfDaemon }, limit);
       if (problem) throw problem;
     });
 }
 
-/** Print the status of the daemon and ledger of `config` (see the `status` command). */
+/**
+ * Print the status of the daemon and ledger of `config` (see the `status` command);
+ * `pageOfDaemon`: its `status_listen` is only what the daemon says (see `daemonConfig`).
+ */
 async function showStatus(
   config: Config,
-  options: { json?: boolean; all?: boolean; hint?: string },
+  options: { json?: boolean; all?: boolean; hint?: string; pageOfDaemon?: boolean },
   limit: number,
 ): Promise<void> {
   const daemon = daemonStatus(config.state_dir);
-  const live = daemon.running
-    ? await askDaemon(config, daemon.pid, daemon.statusListen)
-    : undefined;
-  const liveLines = live === undefined || config.status_listen === ""
+  // A daemon that says no page: none is asked (the config's address may be another program's).
+  const unsaid = options.pageOfDaemon === true && config.status_listen === "";
+  const live = !daemon.running
+    ? undefined
+    : unsaid
+    ? { unavailable: PAGE_NOT_SAID }
+    : await askDaemon(config, daemon.pid, daemon.statusListen);
+  const liveLines = live === undefined || (config.status_listen === "" && !unsaid)
     ? []
     : "jobs" in live
     ? formatLive(live)

@@ -1,12 +1,13 @@
 /**
  * A run without a config file (`run --watch DIR --to DEST --set KEY=VALUE`) as a run with one:
  * without a home folder its `--set`s are taken where a file's keys would be, its exit before the
- * start is logged.
+ * start is logged, and `status` finds its status page where the run says it is, or says none.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cliArgv, runCli, runProgram } from "../../helpers/cli.ts";
+import { cliArgv, runCli, runProgram, startCli } from "../../helpers/cli.ts";
 import { randomBytes, withTempDir } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
 
 /** Run the CLI with `args` with no home folder at all, as a service or `env -i` starts it. */
 function homeless(args: string[], cwd: string) {
@@ -119,5 +120,58 @@ Deno.test("a run without a config file that exits before it starts logs why (FAT
     ], { env });
     assert.notEqual(refused.code, 0);
     assert.equal(await Deno.readTextFile(foreign), "my notes\n");
+  });
+});
+
+Deno.test("status --set state_dir=DIR asks the run's page where the run says it listens, and says so when it started none", async () => {
+  await withTempDir(async (dir) => {
+    const home = join(dir, "home");
+    const watch = join(dir, "watch");
+    await Deno.mkdir(watch);
+    const env = { HOME: home, XDG_STATE_HOME: "" };
+    const runAt = (state: string, listen: string) =>
+      startCli([
+        "run",
+        ...["--watch", watch, "--to", join(dir, "out")],
+        ...["--set", `state_dir=${state}`, "--set", `status_listen=${listen}`],
+        ...["--set", 'log_file=""'],
+      ], { env });
+    const statusOf = (state: string) => runCli(["status", "--set", `state_dir=${state}`], { env });
+
+    // The run's own address is taken: it starts no page; the default address is not asked.
+    const taken = `127.0.0.1:${freePort()}`;
+    const [hostname, port] = taken.split(":");
+    using squatter = Deno.listen({ hostname, port: Number(port) });
+    const refused = runAt(join(dir, "refused"), taken);
+    try {
+      await refused.waitForOutput("Watching");
+      assert.match(refused.stderr(), /Status page not started on \S+: the address is in use/);
+      const status = await statusOf(join(dir, "refused"));
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        status.stdout,
+        /^Live status unavailable \(the daemon has not said that its status page listens, so none is asked: it started none/m,
+      );
+      // Before: "Live status unavailable (http://127.0.0.1:8765/ did not answer ...)".
+      assert.doesNotMatch(status.stdout, /8765|did not answer/);
+    } finally {
+      assert.equal((await refused.stop()).code, 0, refused.stderr());
+    }
+    squatter.close();
+
+    // Its page started: found where the run says it listens, not at the default address.
+    const own = `127.0.0.1:${freePort()}`;
+    const served = runAt(join(dir, "served"), own);
+    try {
+      await served.waitForOutput("Watching");
+      const status = await statusOf(join(dir, "served"));
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        status.stdout,
+        new RegExp(`^Live \\(http://${own.replaceAll(".", "\\.")}/\\):$`, "m"),
+      );
+    } finally {
+      assert.equal((await served.stop()).code, 0, served.stderr());
+    }
   });
 });
