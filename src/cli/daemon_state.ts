@@ -26,7 +26,9 @@ import { ConfigError, UsageError } from "../errors.ts";
 import { describeIssue } from "../config/messages.ts";
 import { IN_THE_OPTIONS, type Path } from "../config/key_lines.ts";
 import { keyProblem } from "../config/jobs.ts";
-import { quoteIfUnsafe } from "../log/logging.ts";
+import { escapeControlChars, quoteIfUnsafe } from "../log/logging.ts";
+import type { LogFileLoss } from "../log/file_sink.ts";
+import { formatBytes } from "../config/sizes.ts";
 import { pastedWord } from "../shell_words.ts";
 import { parseSet } from "./options.ts";
 import {
@@ -343,6 +345,8 @@ export interface DaemonStatus {
   jobs?: string[];
   /** Its last reload, if refused (see `DaemonInfo.reloadRefused`). */
   reloadRefused?: { at: string; reason: string };
+  /** Lines its log file could not take (see `DaemonInfo.logFileLoss`), if any. */
+  logFileLoss?: LogFileLoss;
   /** Started without a config file: the `run` that starts it again (see `DaemonInfo`), if said. */
   runCommand?: string;
 }
@@ -376,6 +380,7 @@ export function describeDaemon(status: DaemonStatus, stateDir: string, hint?: st
         ? `\n  Its last reload (${new Date(refused.at).toLocaleString("sv-SE")}) was refused, so ` +
           `it runs the config it had before: ${refused.reason}`
         : "") +
+      describeLogFileLoss(status.logFileLoss) +
       (status.stateDir
         ? `\n  It runs with state_dir ${status.stateDir}, not ${stateDir}: what follows is this ` +
           "config's new state_dir; see its refused reload for how to move the ledger"
@@ -389,6 +394,18 @@ export function describeDaemon(status: DaemonStatus, stateDir: string, hint?: st
   // Which state folder was looked in: a daemon of another config runs on its own.
   return `Daemon: not running with state_dir ${stateDir}${stale}` +
     (hint === undefined ? "" : `\n  (${hint})`);
+}
+
+/** The line of `status` on lines the daemon's log file could not take, or "" when none. */
+function describeLogFileLoss(loss: LogFileLoss | undefined): string {
+  if (!loss) return "";
+  const at = (iso: string) => new Date(iso).toLocaleString("sv-SE");
+  const free = loss.freeBytes === null ? "" : `, ${formatBytes(loss.freeBytes)} free then`;
+  const when = loss.until === null
+    ? `since ${at(loss.since)}, and still loses them`
+    : `from ${at(loss.since)} to ${at(loss.until)}; written again since`;
+  return `\n  Log file ${quoteIfUnsafe(loss.file)}: ${loss.lines} line(s) lost ${when} ` +
+    `(${escapeControlChars(loss.reason)}${free}); stderr (the journal) had them`;
 }
 
 /**

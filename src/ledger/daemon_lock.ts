@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { DaemonRunningError } from "../errors.ts";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
+import { type LogFileLoss, onLogFileLoss } from "../log/file_sink.ts";
 import {
   assertNoStateLinks,
   keepSenderId,
@@ -68,6 +69,8 @@ export interface DaemonInfo {
   jobs?: string[];
   /** The last reload, when it was refused (the running config kept): when, and why. */
   reloadRefused?: { at: string; reason: string };
+  /** The latest stretch of lines its log file could not take (a full disk), told as lost. */
+  logFileLoss?: LogFileLoss;
   /**
    * The service that started it (`systemd-system`, `systemd-user`,
    * `launchd-system`, `launchd-user`), as its service file says; absent when
@@ -131,8 +134,8 @@ export interface DaemonLock {
   readonly pidFileError: string | undefined;
   /** What that daemon said about itself (its runtime folder, to clear), if anything. */
   readonly stale: DaemonInfo | undefined;
-  /** Say in `daemon.json` where this daemon's runtime folder is, and its status page. */
-  tell(facts: Pick<DaemonInfo, "runtimeDir" | "statusListen" | "jobs" | "reloadRefused">): void;
+  /** Say in `daemon.json` where this daemon's runtime folder is, its status page, its jobs... */
+  tell(facts: Omit<Partial<DaemonInfo>, "pid" | "startedAt" | "host">): void;
   /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
   setPaused(paused: Record<string, JobPause>): void;
   /**
@@ -241,7 +244,7 @@ export function acquireDaemonLock(
     }
   }
   const pointers = new Set<string>();
-  return {
+  const lock: DaemonLock = {
     stalePid,
     pidFileError,
     stale,
@@ -260,12 +263,8 @@ export function acquireDaemonLock(
       } catch { /* a killed daemon's folder would stay behind; `status` asks the config */ }
     },
     setPaused(paused) {
-      if (!record) return;
-      if (Object.keys(paused).length > 0) record.paused = paused;
-      else delete record.paused;
-      try {
-        writeInfo(record);
-      } catch { /* status shows less; the daemon goes on */ }
+      // None paused: `undefined`, which its JSON leaves out.
+      lock.tell({ paused: Object.keys(paused).length > 0 ? paused : undefined });
     },
     renew() {
       try {
@@ -305,6 +304,7 @@ export function acquireDaemonLock(
       } catch { /* a full disk: the next start takes a missing ledger for none made */ }
     },
     release() {
+      stopTellingLoss();
       keepSenderId(stateDir); // Its file removed meanwhile: the next start keeps the id.
       for (const other of pointers) {
         try {
@@ -324,6 +324,8 @@ export function acquireDaemonLock(
       db.close();
     },
   };
+  const stopTellingLoss = onLogFileLoss((logFileLoss) => lock.tell({ logFileLoss }));
+  return lock;
 }
 
 /** This computer's host name, for {@linkcode DaemonInfo.host}; none where it cannot be read. */

@@ -16,11 +16,9 @@ import {
 } from "@logtape/logtape";
 import { dirname } from "node:path";
 import { ConfigError, describeErrorChain, ExitCode } from "../errors.ts";
+import { LOG_MAX_BYTES, LOG_MAX_FILES, logFileSink } from "./file_sink.ts";
 
-/** Largest log file before it is rotated (bytes). */
-export const LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** Rotated log files kept besides the current one. */
-export const LOG_MAX_FILES = 5;
+export { LOG_MAX_BYTES, LOG_MAX_FILES, logFileSink } from "./file_sink.ts";
 
 export type { Logger };
 
@@ -217,62 +215,6 @@ async function createPrivate(file: string): Promise<void> {
 }
 
 /**
- * The log file's sink: each line is written as it is logged, so a daemon killed (SIGKILL, out of
- * memory) leaves every line it logged before, the ledger's and the log's account alike (written,
- * not synced: the system puts it on disk, and a burst of lines costs no disk flush each). Past
- * `maxBytes` the file becomes `<file>.1`, and the older ones `.2` to `.<maxFiles>`. A line that
- * cannot be written (a full disk) is dropped: logging never stops the daemon.
- */
-export function logFileSink(
-  file: string,
-  formatter: TextFormatter,
-  maxBytes = LOG_MAX_BYTES,
-  maxFiles = LOG_MAX_FILES,
-): Sink & Disposable {
-  const encoder = new TextEncoder();
-  const open = () => Deno.openSync(file, { create: true, append: true, mode: 0o600 });
-  let out: Deno.FsFile | null = open();
-  let size = out.statSync().size;
-  // Where the next rotation is due: a rotation that failed is tried again `maxBytes` later.
-  let rotateAt = maxBytes;
-  const rotate = () => {
-    // No file open: the open after a rotation failed; the files are not shifted again.
-    if (out !== null) {
-      out.close();
-      out = null;
-      try {
-        for (let n = maxFiles - 1; n > 0; n--) {
-          try {
-            Deno.renameSync(`${file}.${n}`, `${file}.${n + 1}`);
-          } catch { /* not there yet */ }
-        }
-        Deno.renameSync(file, `${file}.1`);
-      } catch { /* kept as it is */ }
-    }
-    out = open();
-    size = out.statSync().size;
-    rotateAt = size + maxBytes;
-  };
-  let closed = false;
-  const sink = (record: LogRecord) => {
-    if (closed) return;
-    let bytes = encoder.encode(formatter(record));
-    try {
-      if (out === null || (size > 0 && size + bytes.length > rotateAt)) rotate();
-      size += bytes.length;
-      while (bytes.length > 0) bytes = bytes.subarray(out!.writeSync(bytes));
-    } catch { /* dropped: see the doc */ }
-  };
-  return Object.assign(sink, {
-    [Symbol.dispose]: () => {
-      closed = true;
-      out?.close();
-      out = null;
-    },
-  });
-}
-
-/**
  * The log file's sink in force, closed here (not by LogTape) once another set-up is in place or
  * logging is shut down: LogTape closes the sinks it is given before it puts the next set-up in
  * place, and a line logged in that moment (other awaiting code runs in it) reached stderr and
@@ -297,7 +239,14 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     try {
       await Deno.mkdir(dirname(options.logFile), { recursive: true, mode: 0o700 });
       await createPrivate(options.logFile);
-      const opened = logFileSink(options.logFile, formatter);
+      // A line the file cannot take is said to stderr, the journal under a service manager.
+      const opened = logFileSink(
+        options.logFile,
+        formatter,
+        LOG_MAX_BYTES,
+        LOG_MAX_FILES,
+        stderrSink,
+      );
       file = opened;
       // Given to LogTape without its dispose: LogTape would close it as a reload begins, while
       // lines still went to stderr until the new set-up was in place (see fileInForce).

@@ -14,6 +14,7 @@
  */
 import type { FileState } from "../ledger/file_rows.ts";
 import { logger } from "../log/logging.ts";
+import { logFileLoss, logLinesLostTotal } from "../log/file_sink.ts";
 import type { JobSnapshot } from "./job_status.ts";
 import { renamedLabels, type TransferEvent } from "./events.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
@@ -92,6 +93,9 @@ export function statusReport(
     startedAt: source.startedAt,
     reloadRefused: source.reloadRefused(),
     ledgerRebuilt: source.reports.rebuilt(),
+    // The latest stretch of lines the log file could not take (`until` null: still), and all.
+    logFileLoss: logFileLoss(),
+    logLinesLost: logLinesLostTotal(),
     // On the monotonic clock: a wall clock stepped back does not make it negative.
     uptimeSeconds: Math.round(performance.now() / 1000),
     lastSuccessAt: lastSuccessAt ?? recent[0]?.transferredAt ?? null,

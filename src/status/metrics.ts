@@ -87,6 +87,7 @@ export class Metrics {
    * @param now the time the waiting files' age is measured at (ms since epoch)
    * @param openFds open file descriptors (see `process/open_fds.ts`); not shown when `null`
    * @param reloadRefused whether the last reload was refused
+   * @param logLinesLost log lines the log file could not take since the daemon started
    */
   render(
     jobs: JobSnapshot[],
@@ -95,6 +96,7 @@ export class Metrics {
     now: number = Date.now(),
     openFds: number | null = null,
     reloadRefused = false,
+    logLinesLost = 0,
   ): string {
     for (const job of jobs) this.#counters(job.job, job.method);
     const out: string[] = [];
@@ -146,6 +148,13 @@ export class Metrics {
       "0 when the last reload was refused (the daemon runs with the config it had), else 1.",
     );
     out.push(sample(reload, {}, reloadRefused ? 0 : 1));
+    const lost = "image_transfer_log_lines_lost_total";
+    family(
+      lost,
+      "counter",
+      "Log lines the log file could not take (a full disk); stderr had them.",
+    );
+    out.push(sample(lost, {}, logLinesLost));
 
     family("image_transfer_files_transferred_total", "counter", "Files that arrived verified.");
     for (const { labels, c } of entries) {

@@ -139,6 +139,13 @@ function render(s) {
       "); it is kept as " + shown(rebuilt.damagedCopy)
     : "started anew " + time(rebuilt.at) + ": the old one was lost (" + shown(rebuilt.reason) +
       ")") + ". Files found at their destination then are listed as arrived, not sent again.";
+  // Lines the log file could not take (a full disk): the log is not the whole account.
+  const loss = s.logFileLoss;
+  $("logloss").hidden = !loss;
+  $("logloss").textContent = !loss ? "" : "The log file " + shown(loss.file) + " lost " +
+    loss.lines + " line(s) " + (loss.until === null ? "since " + time(Date.parse(loss.since)) +
+      " and still loses them" : "from " + time(Date.parse(loss.since)) + " to " +
+      time(Date.parse(loss.until))) + " (" + escaped(loss.reason) + "); stderr had them.";
   $("jobs").replaceChildren(...s.jobs.map((j) => {
     const q = j.queue;
     const paused = j.state === "paused";
@@ -358,6 +365,7 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="meta head"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
 <div class="err" id="reload" hidden></div>
 <div class="err" id="rebuilt" hidden></div>
+<div class="err" id="logloss" hidden></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
 <h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
 <div class="meta"><span class="key-files">\u25a0 files per minute</span><span class="key-rate">\u2501 throughput (bytes/s)</span></div>

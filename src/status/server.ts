@@ -11,6 +11,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { logger } from "../log/logging.ts";
+import { logLinesLostTotal, onLogFileLoss } from "../log/file_sink.ts";
 import {
   ApiError,
   jobAction,
@@ -69,6 +70,8 @@ export async function startStatusServer(
     source.reports.changed();
     push.changed();
   });
+  // Lines the log file cannot take: the page says so as they are lost, and once it is written.
+  const stopTellingLoss = onLogFileLoss(() => push.changed());
   const handler = (request: Request): Promise<Response> | Response => {
     const refused = checkRequest(request, settings);
     if (refused) return refused;
@@ -97,6 +100,7 @@ export async function startStatusServer(
     }, handler);
   } catch (error) {
     stopListening();
+    stopTellingLoss();
     openFds?.close();
     const code = (error as { code?: string }).code;
     const reason = error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE"
@@ -118,6 +122,7 @@ export async function startStatusServer(
     addr: server.addr,
     async close() {
       stopListening();
+      stopTellingLoss();
       openFds?.close();
       push.close();
       // Open requests get a moment to finish; a stop never waits longer on a page.
@@ -202,6 +207,7 @@ async function route(
             Date.now(),
             await openFds?.count() ?? null,
             source.reloadRefused() !== null,
+            logLinesLostTotal(),
           ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );
