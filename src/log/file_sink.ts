@@ -177,6 +177,14 @@ export function logFileSink(
     ));
     tellListeners(true);
   };
+  /** The file takes lines again: `again` (written in it) is said to stderr too. */
+  const endLoss = (again: LogRecord) => {
+    if (losing === null) return;
+    losing.until = new Date().toISOString();
+    losing = null;
+    say(again);
+    tellListeners(true);
+  };
   let closed = false;
   const sink = (record: LogRecord) => {
     if (closed) return;
@@ -185,21 +193,24 @@ export function logFileSink(
       ["The log file ", " is written again: ", " line(s) lost since ", " (", ")"],
       { file, lines: losing.lines, since: losing.since, reason: losing.reason },
     );
-    const body = encoder.encode((again ? formatter(again) : "") + formatter(record));
+    const notice = encoder.encode(again ? formatter(again) : "");
+    const line = encoder.encode(formatter(record));
     let written = 0;
-    let bytes = body;
+    /** Where the notice ends in what is written (after a line break closing a cut line). */
+    let noticeEnd = Infinity;
     try {
-      if (out === null || (size > 0 && size + body.length > rotateAt)) rotate();
-      if (cutLine) {
-        bytes = new Uint8Array(body.length + 1);
-        bytes.set([NEWLINE]);
-        bytes.set(body, 1);
-      }
-      const whole = bytes;
+      if (out === null || (size > 0 && size + notice.length + line.length > rotateAt)) rotate();
+      const lead = cutLine ? 1 : 0;
+      const whole = new Uint8Array(lead + notice.length + line.length);
+      if (cutLine) whole[0] = NEWLINE;
+      whole.set(notice, lead);
+      whole.set(line, lead + notice.length);
+      noticeEnd = lead + notice.length;
+      let rest = whole;
       try {
-        while (bytes.length > 0) {
-          const n = out!.writeSync(bytes);
-          bytes = bytes.subarray(n);
+        while (rest.length > 0) {
+          const n = out!.writeSync(rest);
+          rest = rest.subarray(n);
           written += n;
           size += n;
         }
@@ -208,15 +219,12 @@ export function logFileSink(
         if (written > 0) cutLine = whole[written - 1] !== NEWLINE;
       }
     } catch (error) {
+      // The notice in the file, the line after it not: that stretch ended, and a new one begins.
+      if (again !== null && written >= noticeEnd) endLoss(again);
       lost(error);
       return;
     }
-    if (again !== null && losing !== null) {
-      losing.until = new Date().toISOString();
-      losing = null;
-      say(again);
-      tellListeners(true);
-    }
+    if (again !== null) endLoss(again);
   };
   return Object.assign(sink, {
     [Symbol.dispose]: () => {
