@@ -49,14 +49,21 @@ export function parseBandwidth(value: string | number): number | null | undefine
   return bytes >= MIN_BANDWIDTH_BYTES_PER_SECOND ? bytes : undefined;
 }
 
-/** The value of rsync's `--bwlimit` (KiB/s) for `bytesPerSecond`. */
+/**
+ * The value of rsync's `--bwlimit` for `bytesPerSecond`: rsync reads a bare number in KiB/s
+ * (1024 bytes), so the limit is rounded down to whole KiB/s, never above the job's.
+ */
 export function rsyncBwlimit(bytesPerSecond: number): string {
-  return String(Math.max(1, Math.round(bytesPerSecond / 1024)));
+  return String(Math.max(1, Math.floor(bytesPerSecond / 1024)));
 }
 
-/** The value of scp's `-l` (Kbit/s) for `bytesPerSecond`. */
+/**
+ * The value of scp's `-l` for `bytesPerSecond`: OpenSSH's scp reads it in Kbit/s with K = 1024
+ * (1024 bits per second, 128 bytes), so the limit is rounded down to that unit, never above the
+ * job's (`1MB/s` is `-l 7812`, 999,936 bytes per second).
+ */
 export function scpLimit(bytesPerSecond: number): string {
-  return String(Math.max(1, Math.round((bytesPerSecond * 8) / 1000)));
+  return String(Math.max(1, Math.floor((bytesPerSecond * 8) / 1024)));
 }
 
 /** A job's `bandwidth_limit` in bytes per second, `null` for none. */

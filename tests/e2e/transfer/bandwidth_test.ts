@@ -25,7 +25,7 @@ import { startSshd } from "../../helpers/sshd.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
 
-Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kbit/s", () => {
+Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kbit/s (K = 1024), never above the limit", () => {
   assert.equal(parseBandwidth(""), null);
   assert.equal(parseBandwidth("10MB/s"), 10_000_000);
   assert.equal(parseBandwidth("500KiB/s"), 512_000);
@@ -36,7 +36,17 @@ Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kb
     assert.equal(parseBandwidth(bad), undefined, bad);
   }
   assert.equal(rsyncBwlimit(512_000), "500");
-  assert.equal(scpLimit(1_000_000), "8000");
+  // Never above the limit: rsync's unit is 1024 bytes, scp's 1024 bits (OpenSSH: -l * 1024 bit/s).
+  // Before: "--bwlimit=977" (1,000,448 B/s) and "-l 8000" (1,024,000 B/s) for 1MB/s.
+  assert.equal(rsyncBwlimit(1_000_000), "976");
+  assert.equal(scpLimit(1_000_000), "7812");
+  assert.equal(scpLimit(512_000), "4000");
+  assert.equal(scpLimit(1024), "8");
+  assert.equal(rsyncBwlimit(1024), "1");
+  for (const bytes of [1024, 1500, 999_999, 1_000_000, 2_500_000, 1e9]) {
+    assert.ok(Number(rsyncBwlimit(bytes)) * 1024 <= bytes, `rsync ${bytes}`);
+    assert.ok(Number(scpLimit(bytes)) * 1024 / 8 <= bytes, `scp ${bytes}`);
+  }
   assert.equal(bandwidthLimit({ bandwidth_limit: "4MB/s" }), 4e6);
   assert.equal(bandwidthLimit({ bandwidth_limit: "" }), null);
 });
