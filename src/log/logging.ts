@@ -153,8 +153,8 @@ const OLD_TOOL_LINE =
  * Why `file` must not be written as the log file, or `null` when it may (missing, empty, or a log
  * this program or the old Python tool it replaces wrote): a symbolic link (the log would go wherever it leads, the file it reaches
  * appended to and made private), a file with other names (hard links), or one whose first line is
- * not one of this program's log lines (another file given by mistake: `/etc/passwd`). Said in
- * words that end with what to do.
+ * not one of this program's log lines (another file given by mistake: `/etc/passwd`). Said as the
+ * reason after "refusing `file`: " ("it is a symbolic link ..."), in words that end with what to do.
  */
 export function notOurLog(file: string): string | null {
   let info: Deno.FileInfo;
@@ -172,12 +172,12 @@ export function notOurLog(file: string): string | null {
         return "";
       }
     })();
-    return `${file} is a symbolic link${target}: the log would be appended to whatever it ` +
+    return `it is a symbolic link${target}: the log would be appended to whatever it ` +
       `leads to, and that made private; ${todo}`;
   }
   if (!info.isFile || info.size === 0) return null; // Not a file: said where it is opened.
   if (info.nlink !== null && info.nlink > 1) {
-    return `${file} has ${info.nlink - 1} other name(s) (hard links): the log would be ` +
+    return `it has ${info.nlink - 1} other name(s) (hard links): the log would be ` +
       `appended to a file that is also elsewhere; ${todo}`;
   }
   let head: string;
@@ -189,7 +189,7 @@ export function notOurLog(file: string): string | null {
     return null; // Cannot be read: told where it is opened.
   }
   if (OUR_LINE.test(head) || OLD_TOOL_LINE.test(head)) return null;
-  return `${file} is not a log of image-transfer (its first line is not one of its log lines): ` +
+  return `it is not a log of image-transfer (its first line is not one of its log lines): ` +
     `it would be appended to, and made private; ${todo} (move this one away if it is an old log)`;
 }
 
@@ -200,7 +200,7 @@ export function notOurLog(file: string): string | null {
  */
 async function createPrivate(file: string): Promise<void> {
   const foreign = notOurLog(file);
-  if (foreign !== null) throw new Error(foreign);
+  if (foreign !== null) throw new Error(`refusing ${file}: ${foreign}`);
   // Opened to append, a pipe would wait for a reader for ever.
   const found = await Deno.stat(file).catch(() => null);
   if (found !== null && !found.isFile) {

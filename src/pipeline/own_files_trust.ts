@@ -44,7 +44,7 @@ export async function untrustedOwnFiles(config: Config, runsAs?: number | null):
   if (log === "") return problems;
   const foreign = notOurLog(log);
   if (foreign !== null) {
-    top("log_file", `refusing ${foreign}`);
+    top("log_file", `refusing ${log}: ${foreign}`);
     return problems;
   }
   const owner = await Deno.lstat(log).then((info) => info.uid, () => null);

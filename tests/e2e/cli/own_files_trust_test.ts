@@ -30,9 +30,13 @@ Deno.test("log_file: a symbolic link, or a file that is not a log of image-trans
   await Deno.mkdir(join(box.root, "logs"), { mode: 0o700 });
   await Deno.symlink(passwd, link);
   for (
-    const [logFile, said] of [[link, `${link} is a symbolic link (to ${passwd})`], [
+    const [logFile, said] of [[
+      link,
+      // Before: "refusing <link> is a symbolic link", which does not read as a sentence.
+      `refusing ${link}: it is a symbolic link (to ${passwd})`,
+    ], [
       passwd,
-      `${passwd} is not a log of image-transfer (its first line is not one of its log lines)`,
+      `refusing ${passwd}: it is not a log of image-transfer (its first line is not one of its log lines)`,
     ]]
   ) {
     await box.rewrite({ log_file: logFile });
@@ -97,7 +101,7 @@ Deno.test("the old Python tool's log at the default log_file path is appended to
   assert.ok(
     refused.stderr.includes(
       `${box.config}: log_file (not set in the config: its default path; set log_file to ` +
-        `choose another): refusing ${log} is not a log of image-transfer`,
+        `choose another): refusing ${log}: it is not a log of image-transfer`,
     ),
     refused.stderr,
   );
