@@ -36,10 +36,13 @@ export const METHOD_KEYS: ReadonlyMap<string, readonly Method[]> = new Map([
   ["ftp_ca_file", FTP],
 ]);
 
-/** Where a key of the other kind of login is meant to go. */
-const INSTEAD: Readonly<Record<string, string>> = {
-  ssh_port: "an FTP server's port goes in ftp_port",
-  ftp_port: "an SSH server's port goes in ssh_port",
+/**
+ * Where a key of the other kind of login is meant to go, said only to a job that sends by that
+ * other kind (an `ssh_port` in a `local` job is not a misplaced FTP port).
+ */
+const INSTEAD: Readonly<Record<string, { methods: readonly Method[]; said: string }>> = {
+  ssh_port: { methods: FTP, said: "an FTP server's port goes in ftp_port" },
+  ftp_port: { methods: SSH, said: "an SSH server's port goes in ssh_port" },
 };
 
 /**
@@ -109,8 +112,12 @@ export function ignoredJobKeys(config: Config): string[] {
       const what = [...new Set(jobs.map((job) => does(job.after_transfer, many)))];
       return `is ignored: ${cleanupWhy(key, value, `${who} ${what.join(" or ")}`)}`;
     }
-    const methods = [...new Set(jobs.map((job) => job.transfer_method))].join(" and ");
-    const instead = INSTEAD[key] ? ` (${INSTEAD[key]})` : "";
+    const used = [...new Set(jobs.map((job) => job.transfer_method))];
+    const methods = used.join(" and ");
+    const hint = INSTEAD[key];
+    const instead = hint && used.some((method) => hint.methods.includes(method))
+      ? ` (${hint.said})`
+      : "";
     return `is ignored: ${onlyThose(METHOD_KEYS.get(key)!)}, and ${who} send${
       jobs.length > 1 || who !== "this job" ? "" : "s"
     } by ${methods}${instead}; remove it`;

@@ -465,6 +465,20 @@ Deno.test("config validate and run --dry-run warn of a key the job's method does
     const scp = await cli(home, ["-c", file, "config", "validate"]);
     assert.equal(scp.code, 0, scp.stderr);
     assert.doesNotMatch(scp.stderr, /ignored/);
+    // A local job: ignored, but no FTP port is meant (before: "an FTP server's port goes in ...").
+    const out = join(home, "out");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(
+      file,
+      (await Deno.readTextFile(file)).replace("/data/incoming", JSON.stringify(out))
+        .replace("transfer_method: scp", "transfer_method: local"),
+    );
+    const local = await cli(home, ["-c", file, "config", "validate"]);
+    assert.match(
+      local.stderr,
+      /^warning: .*config\.yaml:5: ssh_port of job default is ignored: only scp and rsync use it, and this job sends by local; remove it$/m,
+    );
+    assert.doesNotMatch(local.stderr, /ftp_port/);
   });
 });
 
