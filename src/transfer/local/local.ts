@@ -32,7 +32,7 @@ import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { type MadeFolders, makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { vanishedAsBaseGone } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
-import { closeWriter, type LocalDelivery, LocalTempCopies, partDelivery } from "./temp_copies.ts";
+import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import { closeSource, deliveredPermissions, inspectOpenSource } from "../source.ts";
 import { openSource, unchanged } from "../source.ts";
 import { jobOwners, tempNameFor } from "../temp_name.ts";
@@ -390,7 +390,7 @@ export class LocalTransport implements Transport {
   async #putPart(item: TransferItem, signal: AbortSignal, made: MadeFolders): Promise<PartSent> {
     const finalPath = this.describeTarget(item.destination);
     made.set(dirname(finalPath), await this.#makeFolders(item.destination));
-    const delivery = partDelivery(item, finalPath, this.#copies.owner);
+    const delivery = this.#copies.partDelivery(item, finalPath);
     const calls = await destinationCalls(this.#job.remote_base_path);
     const source = openSource(item);
     try {

@@ -96,12 +96,20 @@ export class LocalTempCopies {
   #resumable = new Map<string, Set<string>>();
   /** Temporary files being written now (never swept nor resumed by another copy). */
   #inUse = new Set<string>();
+  /** Final paths of growing files whose parts went into kept copies, until the file goes whole. */
+  #grown = new Set<string>();
   #log = logger("transfer");
 
   constructor(job: JobConfig, { owner, earlier }: JobOwners) {
     this.#job = job;
     this.owner = owner;
     this.#earlier = earlier;
+  }
+
+  /** A part of a growing file going to `finalPath` (see {@linkcode partDelivery}). */
+  partDelivery(item: TransferItem, finalPath: string): LocalDelivery {
+    this.#grown.add(finalPath);
+    return partDelivery(item, finalPath, this.owner);
   }
 
   /**
@@ -196,10 +204,18 @@ export class LocalTempCopies {
     if (delivery.error !== null) this.#swept.delete(dirname(delivery.finalPath));
   }
 
-  /** Say that `delivery`'s copy continued an earlier one from byte `from` (when it did). */
+  /**
+   * Say that `delivery`'s copy continued an earlier one from byte `from` (when it did): a growing
+   * file's with what it gained since its last part, any other as a copy cut short resumed.
+   */
   logResumed(delivery: LocalDelivery, from: number): void {
+    const grown = this.#grown.delete(delivery.finalPath);
     if (from === 0) return;
-    this.#log.info("Resumed {source} at byte {from}: {appended} bytes appended", {
+    const said = grown
+      ? "Sent what the growing file {source} gained since its last part: {appended} bytes from " +
+        "byte {from}"
+      : "Resumed {source} at byte {from}: {appended} bytes appended";
+    this.#log.info(said, {
       job: this.#job.name,
       source: delivery.item.source,
       from,

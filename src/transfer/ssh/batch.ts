@@ -39,7 +39,7 @@ import {
 } from "./remote_folders.ts";
 import { logger } from "../../log/logging.ts";
 import { hashSource } from "../source.ts";
-import { type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
+import { sayContinued, type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
 import { cutOff, finishBatch, planFinish, settleFinish } from "./finish.ts";
 import { flushWhileUploading } from "./remote_sync.ts";
 import { oneCallFailures, oneCallScript, readPayload } from "./one_call.ts";
@@ -167,19 +167,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       delivery.resumedFrom = earlierCopies.get(delivery.index) ?? 0;
       this.#resumed.set(delivery.index, delivery.resumedFrom);
     }
-    const resumed = deliveries.filter((delivery) => delivery.resumedFrom > 0);
-    const job = method.job.name;
-    // Parts of a growing file every few seconds, hundreds of copies after a crash: not INFO each.
-    const each = this.#part || resumed.length > 1 ? "debug" : "info";
-    for (const { item, resumedFrom } of resumed) {
-      const said = { job, source: item.source, from: resumedFrom, size: item.size };
-      this.#log[each]("Resuming {source} at byte {from} of {size}", said);
-    }
-    if (!this.#part && resumed.length > 1) {
-      const bytes = resumed.reduce((sum, delivery) => sum + delivery.resumedFrom, 0);
-      const said = { job, count: resumed.length, bytes };
-      this.#log.info("Continuing {count} cut-short copies ({bytes} bytes already there)", said);
-    }
+    sayContinued(method, deliveries, this.#part);
   }
 
   /** What to look for in each folder: an earlier copy of each file (when copies are resumed). */

@@ -15,6 +15,7 @@ import type { UploadFolders } from "./upload_folders.ts";
 import type { EarlierNaming, RemoteBase } from "./remote_folders.ts";
 import { basename, posix } from "node:path";
 import { type Delivery, live } from "../deliver.ts";
+import { logger } from "../../log/logging.ts";
 
 /** What an SSH method (scp, rsync) supplies to a batch. */
 export interface SshMethod {
@@ -157,4 +158,34 @@ export function byUploadFolder(deliveries: SshDelivery[]): SshDelivery[][] {
     else groups.set(folder, [delivery]);
   }
   return [...groups.values(), ...alone];
+}
+
+/**
+ * Say the copies `deliveries` continue (`resumedFrom` above 0): a growing file's copy goes on with
+ * what it gained since its last part (`part`: this batch sends parts, said at DEBUG, as they go
+ * every few seconds), any other as a copy cut short resumed (INFO; several, after a crash: each
+ * at DEBUG and one INFO line for them all).
+ */
+export function sayContinued(method: SshMethod, deliveries: SshDelivery[], part: boolean): void {
+  const log = logger("transfer");
+  const job = method.job.name;
+  const continued = deliveries.filter((delivery) => delivery.resumedFrom > 0);
+  const cut = part ? [] : continued.filter((d) => !method.partsSent.has(d.item.destination));
+  for (const delivery of continued) {
+    const { item, resumedFrom: from } = delivery;
+    const said = { job, source: item.source, from, size: item.size };
+    if (cut.includes(delivery)) {
+      log[cut.length > 1 ? "debug" : "info"]("Resuming {source} at byte {from} of {size}", said);
+    } else {
+      log[part ? "debug" : "info"](
+        "Sending what the growing file {source} gained since its last part: bytes {from} to {size}",
+        said,
+      );
+    }
+  }
+  if (cut.length > 1) {
+    const bytes = cut.reduce((sum, delivery) => sum + delivery.resumedFrom, 0);
+    const said = { job, count: cut.length, bytes };
+    log.info("Continuing {count} cut-short copies ({bytes} bytes already there)", said);
+  }
 }

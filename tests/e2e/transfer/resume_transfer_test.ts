@@ -377,3 +377,40 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
     await sshd.stop();
   }
 });
+
+Deno.test("a growing file's last send is said as what it gained since its last part, not as a resumed copy, local and rsync", async (t) => {
+  const sshd = await startSshd();
+  const logs = await captureLogs();
+  try {
+    for (const method of ["local", "rsync"] as const) {
+      await t.step(method, () =>
+        withTransport(method, sshd, {}, async (ctx) => {
+          const path = join(ctx.src, `${method} ${HOSTILE}`);
+          const destination = `20240601/${method} ${HOSTILE}`;
+          await Deno.writeFile(path, randomBytes(213_559));
+          await ctx.transport.sendPart!(await itemFor(path, destination), never);
+          await Deno.writeFile(path, randomBytes(1), { append: true });
+          const mark = logs.records.length;
+          const [outcome] = await ctx.transport.send([await itemFor(path, destination)], never);
+          assert.equal(outcome.error, null, outcome.error?.message);
+          await assertArrivedOnce(ctx, await itemFor(path, destination));
+          const said = logs.records.slice(mark).filter((r) => r.properties.source === path);
+          const words = said.map((r) => [r.level, String(r.rawMessage), r.properties.from]);
+          // Before: INFO "Resuming <path> at byte 213559 of 213560", as if it had been cut short.
+          assert.ok(
+            words.some(([level, message, from]) =>
+              level === "info" && from === 213_559 &&
+              /^Sen(ding|t) what the growing file \{source\} gained since its last part/.test(
+                String(message),
+              )
+            ),
+            JSON.stringify(words),
+          );
+          assert.ok(!words.some(([, message]) => /^Resum/.test(String(message))), String(words));
+        }));
+    }
+  } finally {
+    await logs.stop();
+    await sshd.stop();
+  }
+});
