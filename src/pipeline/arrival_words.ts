@@ -1,10 +1,12 @@
 /**
  * What the log says of a file that arrived, beyond `Successfully transferred {source} ->
  * {destination}` (words users and tests look for, kept as they are): that it had arrived before,
- * unrecorded, and was recorded, not sent again; or that it replaced the copy of its own sent
- * before (a re-send: its source changed, or `resend` or a catch-up sent it again), so a re-send's
- * line is told from a first send's. The words for a batch's files found at the destination
- * already.
+ * unrecorded, and was recorded, not sent again; or that it went to the name of its own copy (a
+ * re-send: its source changed, or `resend`, a catch-up or a clean-up's look sent it again), so a
+ * re-send's line is told from a first send's: that it replaced that copy, or that the copy was no
+ * longer there. That copy is said as recorded as arrived, not as sent: the job may have found it
+ * there (sent before a new `state_dir`, a ledger rebuilt). The words for a batch's files found at
+ * the destination already.
  *
  * @module
  */
@@ -23,18 +25,23 @@ export const FOUND_WORDS = {
 
 /**
  * What the arrival line adds (see the module doc): `found`, how a file found at the destination
- * was found; `replaced`, the copy of its own it replaced (`TransferOutcome.replaced`).
+ * was found; `ownCopy`, the copy of its own it went over (`TransferOutcome.ownCopy`).
  */
 export function arrivalWords(
   found: string | undefined,
-  replaced: { at: number; changed: boolean | null } | undefined,
+  ownCopy: { at: number; changed: boolean | null; gone: boolean | null } | undefined,
 ): string {
   if (found) return ` (it had arrived ${UNRECORDED}: recorded, not sent again)`;
-  if (replaced === undefined) return "";
-  const why = replaced.changed === null
+  if (ownCopy === undefined) return "";
+  const copy = `its copy recorded as arrived at ${new Date(ownCopy.at).toISOString()}`;
+  if (ownCopy.gone === true) {
+    const changed = ownCopy.changed ? "; the source changed since" : "";
+    return ` (sent again: ${copy} was no longer at the destination${changed})`;
+  }
+  const why = ownCopy.changed === null
     ? ""
-    : replaced.changed
+    : ownCopy.changed
     ? ": the source changed since"
     : ": the same version, sent again";
-  return ` (replaced the copy sent at ${new Date(replaced.at).toISOString()}${why})`;
+  return ` (replaced ${copy}${why})`;
 }

@@ -24,7 +24,7 @@ import type { Logger } from "../log/logging.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
-import { copiesChanged, sourceChanged } from "./sent_copy.ts";
+import { lookAtOwnCopies, sourceChanged } from "./sent_copy.ts";
 
 /** What {@linkcode sendAroundOthers} works with. */
 export interface AroundContext {
@@ -61,7 +61,8 @@ export async function sendAroundOthers(
     ownCopies?.has(records[n].relPath) || rows[n] ? item : { ...item, noReplace: true }
   );
   // A copy of its own changed at the destination since it was sent: kept, the file goes beside.
-  const changed = await copiesChanged(
+  // One look: copies changed at the destination since sent, and copies no longer there.
+  const { changed, gone } = await lookAtOwnCopies(
     transport,
     marked,
     rows,
@@ -91,7 +92,11 @@ export async function sendAroundOthers(
     outcome.error === null && rows[n]
       ? {
         ...outcome,
-        replaced: { at: rows[n]!.transferredAt!, changed: sourceChanged(items[n], rows[n]) },
+        ownCopy: {
+          at: rows[n]!.transferredAt!,
+          changed: sourceChanged(items[n], rows[n]),
+          gone: gone === null ? null : gone.has(n),
+        },
       }
       : outcome
   );

@@ -94,7 +94,7 @@ interface Arrival {
    * (a file with its bytes that this job did not send there: nothing sent, so no hook either).
    */
   found?: "interrupted" | "rebuilt" | "already";
-  replaced?: TransferOutcome["replaced"]; // It replaced its own copy (`sent_copy.ts`).
+  ownCopy?: TransferOutcome["ownCopy"]; // It went over its own copy (`sent_copy.ts`).
 }
 
 /** Sends batches of one job; see the module doc. */
@@ -331,7 +331,7 @@ export class BatchSender {
   }
 
   /** An arrival the table holds as done now: log it and tell the others. */
-  #announce({ record, item, sha256, found, replaced }: Arrival): void {
+  #announce({ record, item, sha256, found, ownCopy }: Arrival): void {
     const { transport } = this.#context;
     const destination = transport.describeTarget(record.destination);
     const fields = { source: item.source, destination, found };
@@ -341,7 +341,7 @@ export class BatchSender {
     if (unsent({ found })) this.#context.onRecognised(record.relPath, { ...record.version });
     else {
       this.#context.onSent(record, sha256);
-      const how = arrivalWords(found, replaced);
+      const how = arrivalWords(found, ownCopy);
       this.#log.info(`Successfully transferred {source} -> {destination}${how}`, {
         source: item.source,
         destination,

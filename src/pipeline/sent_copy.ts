@@ -15,8 +15,9 @@
  * changed at the destination, and the new version goes beside it (nothing is lost). One
  * look for all of a batch's re-sends (`Transport.destinationVersions`: over SSH one remote call,
  * over FTP `SIZE` and `MDTM` on the batch's connection, `local` a `stat` each); a batch with none
- * asks nothing. Nothing at the name (the copy removed since), nothing to lose: the version goes
- * there. Not told, so replaced as before: an arrival recorded by a ledger older than schema
+ * asks nothing (the same version sent again is looked at too, for its arrival line: a look that
+ * fails then does not hold it back). Nothing at the name (the copy removed since), nothing to
+ * lose: the version goes there, and its arrival line says the copy was no longer there. Not told, so replaced as before: an arrival recorded by a ledger older than schema
  * version 8 (no version sent recorded), an FTP server without `MDTM`.
  *
  * @module
@@ -24,6 +25,7 @@
 import { TransferError } from "../errors.ts";
 import type { LedgerRow } from "../ledger/file_rows.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+import type { DestinationVersion } from "../transfer/destination_sizes.ts";
 
 /**
  * Seconds a copy's mtime may be off the one sent and still be taken for it: FAT keeps mtimes to 2 s
@@ -58,10 +60,65 @@ export async function copiesChanged(
   const asked = items.flatMap((item, n) => sourceChanged(item, rows[n]) ? [n] : []);
   const changed = new Set<number>();
   if (asked.length === 0 || !transport.destinationVersions) return changed;
-  const destinations = asked.map((n) => items[n].destination);
-  let versions;
+  const versions = await versionsThere(transport, items, asked, signal);
+  for (const n of asked) {
+    if (changedThere(versions.get(items[n].destination) ?? null, rows[n]!)) changed.add(n);
+  }
+  return changed;
+}
+
+/** What a look at the copies a batch's re-sends go over found (see {@linkcode lookAtOwnCopies}). */
+export interface OwnCopies {
+  /** Those changed at the destination since sent, as {@linkcode copiesChanged} tells them. */
+  changed: Set<number>;
+  /** Those no longer at the destination (nothing there to replace); `null`: not looked at. */
+  gone: Set<number> | null;
+}
+
+/**
+ * One look at the copies of `items` that go over their own copy (`rows[n]` not `null`): those
+ * changed at the destination ({@linkcode copiesChanged}), and those no longer there (removed there,
+ * a disk replaced: the arrival line then says so rather than a copy replaced). Where no source
+ * changed, the look only serves the words: one that fails is `gone: null`, the batch goes on.
+ *
+ * @throws {TransferError} when the destination cannot be asked and a source changed
+ */
+export async function lookAtOwnCopies(
+  transport: Pick<Transport, "destinationVersions" | "describeTarget">,
+  items: TransferItem[],
+  rows: Array<LedgerRow | null>,
+  signal: AbortSignal,
+): Promise<OwnCopies> {
+  const asked = items.flatMap((_, n) => rows[n] ? [n] : []);
+  const mustAsk = asked.some((n) => sourceChanged(items[n], rows[n]));
+  const changed = new Set<number>();
+  if (asked.length === 0 || !transport.destinationVersions) return { changed, gone: null };
+  let versions: Map<string, DestinationVersion | null>;
   try {
-    versions = await transport.destinationVersions(destinations, signal);
+    versions = await versionsThere(transport, items, asked, signal);
+  } catch (error) {
+    if (mustAsk || signal.aborted) throw error;
+    return { changed, gone: null };
+  }
+  const gone = new Set<number>();
+  for (const n of asked) {
+    const there = versions.get(items[n].destination) ?? null;
+    if (there === null) gone.add(n);
+    else if (sourceChanged(items[n], rows[n]) && changedThere(there, rows[n]!)) changed.add(n);
+  }
+  return { changed, gone };
+}
+
+/** The versions at the destination of the `asked` items, in one look. @throws {TransferError} */
+async function versionsThere(
+  transport: Pick<Transport, "destinationVersions" | "describeTarget">,
+  items: TransferItem[],
+  asked: number[],
+  signal: AbortSignal,
+): Promise<Map<string, DestinationVersion | null>> {
+  const destinations = asked.map((n) => items[n].destination);
+  try {
+    return await transport.destinationVersions!(destinations, signal);
   } catch (error) {
     signal.throwIfAborted();
     if (error instanceof TransferError) throw error;
@@ -74,19 +131,16 @@ export async function copiesChanged(
       { cause: error },
     );
   }
-  for (const n of asked) {
-    const there = versions.get(items[n].destination) ?? null;
-    const row = rows[n]!;
-    if (there === null) continue;
-    const off = Math.abs(there.mtimeS - Math.floor(row.sentMtimeMs! / 1000));
-    if (there.size !== row.sentSize || off > MTIME_SLACK_S) {
-      changed.add(n);
-    }
-  }
-  return changed;
 }
 
-/** What an arrival keeps of its outcome: the SHA-256 sent, and the copy it replaced. */
-export function pick(outcome: TransferOutcome): Pick<TransferOutcome, "sha256" | "replaced"> {
-  return { sha256: outcome.sha256, replaced: outcome.replaced };
+/** Whether the copy `there` (`null`: none) is no longer the version `row` records as sent. */
+function changedThere(there: DestinationVersion | null, row: LedgerRow): boolean {
+  if (there === null) return false;
+  const off = Math.abs(there.mtimeS - Math.floor(row.sentMtimeMs! / 1000));
+  return there.size !== row.sentSize || off > MTIME_SLACK_S;
+}
+
+/** What an arrival keeps of its outcome: the SHA-256 sent, and the copy of its own it went over. */
+export function pick(outcome: TransferOutcome): Pick<TransferOutcome, "sha256" | "ownCopy"> {
+  return { sha256: outcome.sha256, ownCopy: outcome.ownCopy };
 }

@@ -64,11 +64,12 @@ export interface TransferOutcome {
    */
   occupied?: "same" | "other";
   /**
-   * Set by the pipeline (`pipeline/batch_items.ts`), not the transport: the item arrived over its
-   * own copy, which had arrived `at` (ms since epoch); `changed`: its source changed since (`false`:
-   * the same version sent again; `null`: not known).
+   * Set by the pipeline (`pipeline/batch_items.ts`), not the transport: the item went to the name
+   * of its own copy, recorded as arrived `at` (ms since epoch: sent, or found there); `changed`: its
+   * source changed since (`false`: the same version sent again; `null`: not known); `gone`: that
+   * copy was no longer there, so nothing was replaced (`null`: not looked at).
    */
-  replaced?: { at: number; changed: boolean | null };
+  ownCopy?: { at: number; changed: boolean | null; gone: boolean | null };
   /**
    * With `error`: its copy was renamed into place but the server did not confirm it on disk
    * (`remote_sync`); it is the file's own to replace (see `ledger/unconfirmed_copies.ts`).

@@ -48,7 +48,7 @@ async function changedCopyKept(
   await editInPlace(watch, "img007.fits", first, NIGHT);
   const log1 = await run(config, env);
   assert.equal(await sha256OfFile(join(night, "img007.fits")), sha256Of(first), log1);
-  assert.doesNotMatch(log1, /replaced the copy sent at/);
+  assert.doesNotMatch(log1, /replaced its copy/);
 
   // A pipeline writes into the copy at the destination; then the source is edited in place.
   const processed = new Uint8Array([
@@ -74,7 +74,7 @@ async function changedCopyKept(
     /WARN.*The copy of \S*img007\.fits at \S*20240701\/img007\.fits was changed at the destination since this job sent it .*it is kept, not replaced; the new version goes to \S*20240701\/img007~2\.fits, beside it/,
   );
   assert.match(log2, /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits/);
-  assert.doesNotMatch(log2, /replaced the copy sent at/);
+  assert.doesNotMatch(log2, /replaced its copy/);
 
   // Changed again: it replaces its own copy (`~2`, untouched since), and the line says so.
   const third = randomBytes(21_000);
@@ -84,7 +84,7 @@ async function changedCopyKept(
   assert.equal(await sha256OfFile(join(night, "img007.fits")), sha256Of(processed), log3);
   assert.match(
     log3,
-    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced the copy sent at \d{4}-\d\d-\d\dT[\d:.]+Z: the source changed since\)/,
+    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced its copy recorded as arrived at \d{4}-\d\d-\d\dT[\d:.]+Z: the source changed since\)/,
   );
   assert.doesNotMatch(log3, /was changed at the destination/);
 
@@ -94,13 +94,26 @@ async function changedCopyKept(
   const log4 = await run(config, env);
   assert.match(
     log4,
-    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced the copy sent at \S+: the same version, sent again\)/,
+    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(replaced its copy recorded as arrived at \S+: the same version, sent again\)/,
   );
   assert.equal(await sha256OfFile(join(night, "img007~2.fits")), sha256Of(third), log4);
   assert.deepEqual((await listFiles(dest)).sort(), [
     "20240701/img007.fits",
     "20240701/img007~2.fits",
   ]);
+
+  // Its copy removed at the destination, sent again: nothing was replaced, and the line says so
+  // (before: "replaced the copy sent at ...").
+  await Deno.remove(join(night, "img007~2.fits"));
+  const again = await runCli(["resend", "--all", "-c", config], { env });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  const log5 = await run(config, env);
+  assert.match(
+    log5,
+    /Successfully transferred \S*img007\.fits -> \S*20240701\/img007~2\.fits \(sent again: its copy recorded as arrived at \S+ was no longer at the destination\)/,
+  );
+  assert.doesNotMatch(log5, /replaced its copy/);
+  assert.equal(await sha256OfFile(join(night, "img007~2.fits")), sha256Of(third), log5);
 }
 
 Deno.test("local: a copy changed at the destination since it was sent is kept; the new version goes beside it", async () => {

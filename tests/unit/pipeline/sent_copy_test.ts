@@ -3,7 +3,8 @@
  * since they were sent, asked in one look for the batch, and none where no source changed.
  */
 import assert from "node:assert/strict";
-import { copiesChanged, sourceChanged } from "../../../src/pipeline/sent_copy.ts";
+import { arrivalWords } from "../../../src/pipeline/arrival_words.ts";
+import { copiesChanged, lookAtOwnCopies, sourceChanged } from "../../../src/pipeline/sent_copy.ts";
 import type { LedgerRow } from "../../../src/ledger/file_rows.ts";
 import type { DestinationVersion } from "../../../src/transfer/destination_sizes.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
@@ -78,4 +79,48 @@ Deno.test("copiesChanged: nothing is asked where no source changed, nor where th
   assert.deepEqual(t.asked, []);
   assert.equal(changed.size, 0);
   assert.deepEqual(items.map((it, n) => sourceChanged(it, rows[n])), [false, null, null]);
+});
+
+Deno.test("lookAtOwnCopies: one look for every re-send over its own copy, which tells those gone; a look that fails only for the words is let go", async () => {
+  const t = transport({ "n/there": { size: 100, mtimeS: SENT_S } });
+  // The same version sent again (resend, a catch-up), its copy there or gone; a new file (no row).
+  const items = [item("n/there", 100, SENT_MS), item("n/gone", 100, SENT_MS), item("n/new")];
+  const rows = [row("n/there", true), row("n/gone", true), null];
+  const look = await lookAtOwnCopies(t, items, rows, new AbortController().signal);
+  assert.deepEqual(t.asked, [["n/there", "n/gone"]]);
+  assert.deepEqual([...look.gone!], [1]);
+  assert.equal(look.changed.size, 0);
+  const failing = {
+    describeTarget: (path: string) => `/d/${path}`,
+    destinationVersions: () => Promise.reject(new Error("Connection reset")),
+  };
+  const unsure = await lookAtOwnCopies(failing, items, rows, new AbortController().signal);
+  assert.equal(unsure.gone, null);
+  // A changed source must be looked at before its copy is replaced: the batch fails as before.
+  await assert.rejects(
+    lookAtOwnCopies(
+      failing,
+      [item("n/there")],
+      [row("n/there", true)],
+      new AbortController().signal,
+    ),
+    /Cannot look whether the copies at \/d\/n\/there/,
+  );
+});
+
+Deno.test("arrivalWords: a copy gone is not said replaced; a copy is said recorded as arrived, not sent (it may have been found there)", () => {
+  const at = Date.UTC(2026, 10, 30, 21, 0, 0);
+  assert.equal(
+    arrivalWords(undefined, { at, changed: false, gone: true }),
+    " (sent again: its copy recorded as arrived at 2026-11-30T21:00:00.000Z was no longer at the destination)",
+  );
+  assert.equal(
+    arrivalWords(undefined, { at, changed: true, gone: false }),
+    " (replaced its copy recorded as arrived at 2026-11-30T21:00:00.000Z: the source changed since)",
+  );
+  assert.equal(
+    arrivalWords(undefined, { at, changed: false, gone: null }),
+    " (replaced its copy recorded as arrived at 2026-11-30T21:00:00.000Z: the same version, sent again)",
+  );
+  assert.equal(arrivalWords(undefined, undefined), "");
 });
