@@ -189,12 +189,14 @@ export class FileRows {
   /**
    * Mark files as arrived and verified, all or none: the row is written whole
    * (whatever was recorded before), so an arrival is never lost to a row that
-   * is missing.
+   * is missing. `attempts`: those it took, the one it arrived in included (0 when not told).
    *
    * @throws {LedgerWriteError} when they could not be recorded (none is)
    */
   markDone(
-    files: Array<{ relPath: string; size: number; mtimeMs: number; destination: string }>,
+    files: Array<
+      { relPath: string; size: number; mtimeMs: number; destination: string; attempts?: number }
+    >,
     now = Date.now(),
   ): void {
     if (files.length === 0) return;
@@ -203,15 +205,16 @@ export class FileRows {
         INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
                            next_attempt_at, last_error, created_at, updated_at, transferred_at,
                            sent_size, sent_mtime_ms)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', 0, 0, NULL, ?7, ?7, ?7, ?4, ?5)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?8, 0, NULL, ?7, ?7, ?7, ?4, ?5)
         ON CONFLICT (job, target, rel_path) DO UPDATE SET
           size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-          state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
+          state = 'done', attempts = excluded.attempts, next_attempt_at = 0, last_error = NULL,
           updated_at = excluded.updated_at, transferred_at = excluded.transferred_at,
           sent_size = excluded.size, sent_mtime_ms = excluded.mtime_ms
       `);
       for (const f of files) {
-        stmt.run(this.job, this.target, f.relPath, f.size, f.mtimeMs, f.destination, now);
+        const { relPath, size, mtimeMs, destination, attempts = 0 } = f;
+        stmt.run(this.job, this.target, relPath, size, mtimeMs, destination, now, attempts);
       }
     });
   }

@@ -22,7 +22,10 @@ export interface LedgerRow {
   /** Destination relative to the job's base path. */
   destination: string;
   state: FileState;
-  /** Failed attempts since the file last changed or was re-queued. */
+  /**
+   * Failed attempts since the file last changed or was re-queued; once `done`, the attempts it
+   * took, the one it arrived in included (what `/api/status` shows in `recent[].attempts`).
+   */
   attempts: number;
   /** When the next attempt may start (ms since epoch); 0 = now. */
   nextAttemptAt: number;

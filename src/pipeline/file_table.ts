@@ -263,12 +263,11 @@ export class FileTable {
     if (records.length === 0) return [];
     try {
       this.rows.ledger.write(() => {
-        this.rows.markDone(records.map((record) => ({
-          relPath: record.relPath,
-          size: record.version.size,
-          mtimeMs: record.version.mtimeMs,
-          destination: record.destination,
-        })));
+        // The attempts it took: the failed ones and the one it arrived in.
+        const done = records.map(({ relPath, version, destination, attempts }) => (
+          { ...version, relPath, destination, attempts: attempts + 1 }
+        ));
+        this.rows.markDone(done);
         DueHooks.of(this.rows).add(hooks);
       });
     } catch (error) {

@@ -315,3 +315,28 @@ Deno.test("FileTable: once the ledger can be written, a file found meanwhile tha
     assert.deepEqual([...observed], [join(watch, "loop", "a.fits")]);
   });
 });
+
+Deno.test("FileTable: a file that arrived after failed attempts keeps the attempts it took in its done row", async () => {
+  await withTable(({ table }) => {
+    table.ready("a.fits", V1);
+    planOne(table, "a.fits", V1, "n/a.fits");
+    for (let attempts = 1; attempts <= 3; attempts++) {
+      table.takeBatch(10);
+      const failure = { error: "Connection reset", attempts, nextAttemptAt: 0, final: false };
+      table.attemptFailed("a.fits", { kind: "failure", failure }, {
+        to: "waiting",
+        attempts,
+        nextAttemptAt: 0,
+      });
+      assert.equal(table.record("a.fits")?.attempts, attempts);
+      table.retry("a.fits", false);
+    }
+    const batch = table.takeBatch(10);
+    assert.deepEqual(batch.map((record) => record.attempts), [3]);
+    assert.deepEqual(table.arrived(batch), []);
+    const row = table.rows.get("a.fits")!;
+    assert.equal(row.state, "done");
+    // Before: 0, what /api/status showed in recent[].attempts for a file that needed 4.
+    assert.equal(row.attempts, 4, "three failed and the one it arrived in");
+  });
+});
