@@ -113,11 +113,17 @@ export function formatLive(live: LiveStatus): string[] {
     const reason = job.reason ? `: ${quoteIfUnsafe(job.reason)}` : "";
     lines.push(
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
-        `pending ${q.observing + q.planning + q.queued + (q.unrecorded ?? 0)}` +
+        `pending ${q.observing + q.planning + q.queued}` +
         (q.observing > 0 ? ` (${q.observing} not complete yet${cannotLook(job.unreadable)})` : "") +
         `, sending ${sendingWords(q.sending, job.transfers)}, ` +
         `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
     );
+    if (q.unrecorded) {
+      lines.push(
+        `    ${q.unrecorded} file(s) wait for the ledger to record them (found complete, or ` +
+          `arrived at the destination): recorded once it can be written`,
+      );
+    }
     if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
     if (job.watch?.unavailable) {
       lines.push(`    Watch folder cannot be read: ${quoteIfUnsafe(job.watch.unavailable)}`);

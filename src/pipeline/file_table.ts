@@ -13,8 +13,8 @@
  * Every transition writes the row first and then moves the record. A row that cannot be written
  * ({@linkcode LedgerWriteError}: the ledger's problem state says why, once) leaves the record where
  * the job can take it up again when the ledger can be written: a file found complete is remembered
- * as found (and looked at again), a batch stays queued, arrivals stay `sending` until
- * {@linkcode FileTable.arrived} succeeds. Whether a file is done is asked of the rows, by key, never
+ * as found (and looked at again), a batch stays queued, arrivals stay `sending` (counted
+ * `unrecorded`: they arrived) until {@linkcode FileTable.arrived} succeeds. Whether a file is done is asked of the rows, by key, never
  * copied into memory. At start the table takes over what the last run left through its own
  * start-up code (`ledger_takeover.ts`).
  *
@@ -40,6 +40,7 @@ import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
 import { InterruptedAttempts } from "./ledger_takeover.ts";
 import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
+import { UnrecordedFiles } from "./unrecorded_files.ts";
 import {
   type AfterAttempt,
   type Phase,
@@ -75,8 +76,8 @@ export class FileTable {
   #filter: FileFilter;
   #observe: (path: string, activity?: Activity) => void;
   #index: WorkQueue;
-  /** Files found complete while the ledger could not record them: known, looked at again later. */
-  #foundUnrecorded = new Map<string, PendingFile>();
+  /** Files found complete, or arrived, while the ledger could not record them. */
+  #unrecorded = new UnrecordedFiles();
   #clock: Clock;
 
   constructor(options: FileTableOptions) {
@@ -129,9 +130,8 @@ export class FileTable {
    * while the ledger could not be written: the count every report reads.
    */
   counts(): Record<QueuePhase, number> {
-    const { planning, queued, waiting, sending, failed, observing } = this.#index.counts();
-    const unrecorded = this.#foundUnrecorded.size;
-    return { planning, queued, waiting, sending, failed, observing, unrecorded };
+    // Arrived, waiting for the ledger: not being sent (a restart finds them at the destination).
+    return this.#unrecorded.counted(this.#index.counts(), (rel) => !!this.#index.get(rel)?.failing);
   }
 
   /**
@@ -150,7 +150,8 @@ export class FileTable {
 
   /** The files being sent, oldest attempt first (what the status page shows in flight). */
   inFlight(): Array<{ relPath: string; bytes: number; startedAt: number }> {
-    return this.#index.sending().map((record) => ({
+    const sending = this.#index.sending().filter((r) => !this.#unrecorded.arrived.has(r.relPath));
+    return sending.map((record) => ({
       relPath: record.relPath,
       bytes: record.version.size,
       startedAt: this.wallTime(record.sendingSince ?? 0),
@@ -169,7 +170,7 @@ export class FileTable {
 
   /** Whether the table holds `relPath` in motion, or found it while it could not record it. */
   holds(relPath: string): boolean {
-    return this.#index.get(relPath) !== undefined || this.#foundUnrecorded.has(relPath);
+    return this.#index.get(relPath) !== undefined || this.#unrecorded.found.has(relPath);
   }
 
   /** Activity (an event, a scan): whether the checker should observe the file now. */
@@ -208,7 +209,7 @@ export class FileTable {
       if (!(error instanceof LedgerWriteError)) throw error;
       for (const plan of current) {
         this.#index.remove(plan.relPath);
-        this.#foundUnrecorded.set(plan.relPath, plan);
+        this.#unrecorded.found.set(plan.relPath, plan);
       }
       return plans.map((plan) => recording.has(plan) ? "unrecorded" : "stale");
     }
@@ -272,10 +273,12 @@ export class FileTable {
       });
     } catch (error) {
       if (!(error instanceof LedgerWriteError)) throw error;
+      for (const record of records) this.#unrecorded.arrived.add(record.relPath);
       return null;
     }
     const again: string[] = [];
     for (const record of records) {
+      this.#unrecorded.arrived.delete(record.relPath);
       if (this.#index.finish(record.relPath, { to: "removed" })) {
         again.push(absolutePath(this.#job.watch_path, record.relPath));
       }
@@ -362,14 +365,12 @@ export class FileTable {
    * unchanged since; the checker looks at the others again, unless they are gone.
    */
   ledgerWritable(): PendingFile[] {
-    const plans = [...this.#foundUnrecorded.values()].filter((plan) => {
+    return this.#unrecorded.takeFound().filter((plan) => {
       const path = absolutePath(this.#job.watch_path, plan.relPath), now = statVersion(path);
       const unchanged = typeof now === "object" && sameVersion(now, plan);
       if (!unchanged && now !== "gone") this.#observe(path); // changed, or cannot be looked at now
       return unchanged;
     });
-    this.#foundUnrecorded.clear();
-    return plans;
   }
 
   /**

@@ -113,7 +113,8 @@ export interface JobWatch extends WatchHow {
 /**
  * Where a job's files not arrived yet stand, as the status shows them: the phases of the file
  * table's files in motion, `failed` (fast retries used up, whatever the phase), and `unrecorded`:
- * found complete while the ledger could not be written, waiting for it.
+ * found complete, or arrived at the destination, while the ledger could not be written, waiting
+ * for it (an arrived file is not counted `sending`).
  */
 export type QueuePhase =
   | "observing"

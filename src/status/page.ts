@@ -180,13 +180,14 @@ function render(s) {
       j.cleanupFailures ? el("div", { class: "err cleanup" }, j.cleanupFailures +
         " source(s) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why") : "",
       el("div", { class: "q" },
-        el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending",
+        el("span", {}, el("b", {}, q.observing + q.planning + q.queued), " pending",
           q.observing ? " (" + q.observing + " not complete yet" + (j.unreadable ? ", " + j.unreadable +
             " of them cannot be looked at now: the log says why" : "") + ")" : ""),
         el("span", {}, el("b", {}, q.sending), q.sending && j.transfers !== undefined
           ? " file(s) sending in " + j.transfers + " transfer(s)" : " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, q.failed), " gave up"),
+        q.unrecorded ? el("span", {}, el("b", {}, q.unrecorded), " unrecorded (found complete, or arrived: the ledger cannot record them now)") : "",
         el("span", {}, el("b", {}, j.sent), " sent this run"),
         j.rateBytesPerSecond && !lost ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
       el("div", {},

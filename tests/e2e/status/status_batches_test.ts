@@ -60,3 +60,43 @@ Deno.test("the job's picture counts the transfers under way, at most max_concurr
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("files that arrived while the ledger cannot record them are counted unrecorded, not sending, and status says they wait for the ledger", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-batches-unrecorded-" });
+  const job = localTestJob(root, { file_patterns: ["*.dat"] });
+  await Deno.mkdir(job.watch_path, { recursive: true });
+  const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
+  const transport = new HeldTransport(job);
+  const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 50 });
+  try {
+    await runner.start();
+    for (let i = 0; i < 3; i++) {
+      await Deno.writeFile(join(job.watch_path, `f${i}.dat`), new Uint8Array(100));
+    }
+    await waitFor(() => runner.snapshot().queue.sending === 3, 20_000, "the batch under way");
+    // The state folder's disk fills while the batch goes: its arrivals cannot be recorded.
+    ledger.statement("PRAGMA query_only = 1").run();
+    transport.go.resolve();
+    await waitFor(() => runner.snapshot().queue.unrecorded === 3, 20_000, "arrived, unrecorded");
+    const snapshot = runner.snapshot();
+    // Before: `sending: 3, unrecorded: 0`, and "sending 3 file(s) in 0 transfer(s)".
+    assert.equal(snapshot.queue.sending, 0);
+    assert.deepEqual(snapshot.inFlight, []);
+    assert.equal(
+      (await Array.fromAsync(Deno.readDir(join(job.remote_base_path)))).length > 0,
+      true,
+    );
+    const lines = formatLive({ url: "x", jobs: [snapshot], uptimeSeconds: 1, lastSuccessAt: null });
+    assert.match(lines[1], /pending 0, sending 0, /);
+    assert.ok(
+      lines.some((line) => /3 file\(s\) wait for the ledger to record them/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    transport.go.resolve();
+    ledger.statement("PRAGMA query_only = 0").run();
+    await runner.stop();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -123,8 +123,13 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
     assert.equal(table.arrived(batch), null);
     assert.equal(table.record("b.fits")?.phase, "sending");
     assert.equal(table.takeBatch(10).length, 0, "not taken again");
+    // Counted as arrived and waiting for the ledger, not as being sent (before: `sending: 1`, and
+    // the status said "sending 1 file(s) in 0 transfer(s)").
+    assert.deepEqual(table.counts(), { ...NOTHING, unrecorded: 1 });
+    assert.deepEqual(table.inFlight(), [], "not in flight");
     allow();
     assert.deepEqual(table.arrived(batch), []);
+    assert.deepEqual(table.counts(), NOTHING);
     assert.equal(table.rows.get("b.fits")?.state, "done");
     assert.equal(table.inMotion, 0);
   });
