@@ -130,6 +130,16 @@ Deno.test("keep_days: a source goes only while its copy is still at the destinat
     assert.deepEqual(await Deno.readFile(join(night, rel)), files[rel], `${rel} sent again`);
   }
   assert.deepEqual(await Deno.readFile(join(night, "kept.fits")), files["kept.fits"]);
+  // Their arrival lines say what happened there (before: "replaced the copy sent at ..." for both).
+  const resent = second.stderr + third.stderr;
+  assert.match(
+    resent,
+    /Successfully transferred \S*gone\.fits -> \S*20240315\/gone\.fits \(sent again: its copy recorded as arrived at \S+ was no longer at the destination\)/,
+  );
+  assert.match(
+    resent,
+    /Successfully transferred \S*cut\.fits -> \S*20240315\/cut\.fits \(replaced its copy recorded as arrived at \S+: the same version, sent again\)/,
+  );
 
   // The night folder is moved away there: not one copy due is there, so none is sent again
   // (the destination looks gone), and every source stays.
