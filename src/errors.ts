@@ -285,3 +285,31 @@ export function ownFolderRefused(error: TransferError, arrived = true): Transfer
   );
   return new TransferError(message, "retry", { cause: error });
 }
+
+/**
+ * Whether `error` (an error, its causes, or a program's words) says this machine ran out of file
+ * descriptors: EMFILE (the process's open-file limit) or ENFILE (the system's), "Too many open
+ * files" (os error 24 or 23). A shortage that passes, never a file's or a folder's fault.
+ */
+export function isDescriptorShortage(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && depth < 10; depth++) {
+    const code = (current as { code?: unknown } | null)?.code;
+    if (code === "EMFILE" || code === "ENFILE") return true;
+    const words = current instanceof Error ? current.message : String(current);
+    if (DESCRIPTOR_SHORTAGE_WORDS.test(words)) return true;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return false;
+}
+
+/** The system's words for a descriptor shortage, as the runtime, node:fs and the tools say them. */
+const DESCRIPTOR_SHORTAGE_WORDS = /too many open files|\bE[MN]FILE\b|\(os error 2[34]\)/i;
+
+/**
+ * What to do about a descriptor shortage (see {@linkcode isDescriptorShortage}), after its words:
+ * the limit to raise, where; the work is tried again.
+ */
+export const DESCRIPTOR_SHORTAGE_ADVICE = "this machine ran out of open files (the daemon's " +
+  "open-file limit, or the system's), not a problem of the file: raise the limit to 4096 or " +
+  "more (ulimit -n before starting it, LimitNOFILE= in its systemd service, NumberOfFiles in " +
+  "its launchd job); it is tried again";

@@ -6,7 +6,9 @@
  */
 import {
   CommandError,
+  DESCRIPTOR_SHORTAGE_ADVICE,
   guardedPathReason,
+  isDescriptorShortage,
   lastLine,
   TransferError,
   type TransferErrorKind,
@@ -128,7 +130,8 @@ const LOCAL_READ =
  * Why a source file of this machine could not be read (`match`: of {@linkcode LOCAL_READ}): its
  * file system does not answer (a share), it vanished, or it may not be read. Said as
  * `sourceUnreadable` (`source.ts`) says it where the daemon reads a source itself: the watch
- * folder's problem (the pipeline asks whether it can be read now), never the destination's.
+ * folder's problem (the pipeline asks whether it can be read now), never the destination's (a
+ * tool out of open files is the first rule's).
  */
 function localReadReason(match: RegExpMatchArray): string {
   const path = match[1] ?? match[3], words = (match[2] ?? match[4]).trim();
@@ -148,6 +151,12 @@ const SHARE_GONE_WORDS =
 
 /** Checked in order; the first match wins. */
 const RULES: Rule[] = [
+  {
+    // ssh, scp or rsync out of file descriptors on this machine (before the source-read rule).
+    test: /Too many open files/i,
+    kind: "retry",
+    reason: () => DESCRIPTOR_SHORTAGE_ADVICE,
+  },
   {
     test: /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for \S+ has changed/,
     kind: "fatal",
@@ -399,7 +408,11 @@ export function classifyFailure(
       );
     }
     if (run.code === null && run.argv.length > 0 && run.signal === null) {
-      // Could not start at all.
+      // Could not start at all: for want of open files, a shortage that passes.
+      if (isDescriptorShortage(error)) {
+        const said = `${error.message}: ${DESCRIPTOR_SHORTAGE_ADVICE}`;
+        return new TransferError(`Cannot ${action}: ${said}`, "retry", { cause: error });
+      }
       return new TransferError(`Cannot ${action}: ${error.message}`, "fatal", { cause: error });
     }
     if (run.signal !== null && KILLS.has(run.signal)) {

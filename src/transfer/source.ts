@@ -28,7 +28,7 @@ import {
   statSync,
 } from "node:fs";
 import { promisify } from "node:util";
-import { TransferError } from "../errors.ts";
+import { DESCRIPTOR_SHORTAGE_ADVICE, isDescriptorShortage, TransferError } from "../errors.ts";
 import { linkedFolder } from "../layout/watch_folder_paths.ts";
 import type { TransferItem } from "./transport.ts";
 import { createHash } from "node:crypto";
@@ -381,7 +381,8 @@ export async function sha256OfDescriptor(fd: number, readAt?: ReadAt): Promise<s
  * The error for a local source that cannot be read: fatal for that file when
  * access is denied, retryable when it vanished (it may come back) or its file
  * system does not answer (a share unmounted, its server gone: it may come back
- * too, and its permissions are not what is wrong).
+ * too, and its permissions are not what is wrong) or this machine ran out of
+ * open files (it passes; the limit is what to raise).
  */
 export function sourceUnreadable(source: string, error: unknown): TransferError {
   if (error instanceof Deno.errors.NotFound) {
@@ -390,6 +391,13 @@ export function sourceUnreadable(source: string, error: unknown): TransferError 
     });
   }
   const message = error instanceof Error ? error.message : String(error);
+  if (isDescriptorShortage(error)) {
+    return new TransferError(
+      `Cannot send ${source}: cannot open the source file (${message}): ${DESCRIPTOR_SHORTAGE_ADVICE}`,
+      "retry",
+      { cause: error },
+    );
+  }
   if (shareGone(error, message)) {
     return new TransferError(
       `Cannot send ${source}: its file system does not answer (${message}); a share unmounted ` +

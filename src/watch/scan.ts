@@ -8,6 +8,7 @@
  * @module
  */
 import { join } from "node:path";
+import { isDescriptorShortage } from "../errors.ts";
 import { hasUndecodableBytes } from "./entry_check.ts";
 import { relativeTo } from "../layout/watch_folder_paths.ts";
 import type { FileFilter } from "./file_filter.ts";
@@ -185,6 +186,8 @@ export class FolderLister {
    */
   unreadable(rel: string, error: unknown): void {
     if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
+    // Out of open files: the machine's shortage, not the folder's (the session reads it again).
+    if (isDescriptorShortage(error)) return;
     const why = error instanceof Error ? error.message : String(error);
     const path = absoluteOf(this.#root, rel);
     this.#skipped(rel, path, {

@@ -25,6 +25,7 @@ import { folderWords, LostEvents, type LostEventsOptions, parentOf } from "./mis
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "../layout/watch_folder_paths.ts";
+import { UnreadFolders } from "./unread_folders.ts";
 import { MountWatch, type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 import type { FolderFileSystem } from "../config/file_systems.ts";
 
@@ -32,7 +33,6 @@ import type { FolderFileSystem } from "../config/file_systems.ts";
 const MOUNTED = "Watch folder {path} is on another file system now ({types}): " +
   "something was mounted there, or unmounted; watching it again";
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
-const UNREADABLE = "Cannot read folder {path}: {error}";
 const NOT_NOW = "Rescan of {path} skipped: it cannot be read ({reason}); it is scanned once it can";
 /** Whether the watcher tells closes (Linux): a written file is then open until its close. */
 const CLOSES_TOLD = Deno.build.os === "linux";
@@ -88,6 +88,7 @@ export class WatchSession {
   #fallback: FallbackRescans; // The rescans every minute while the folder cannot be watched.
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
   #lost: LostEvents;
+  #unread: UnreadFolders; // Folders a scan could not read: said; after a shortage, read again.
   #closed = false;
   #closing = new AbortController(); // Aborts on close: ends waits for the folder.
   #rewatching = false;
@@ -107,10 +108,11 @@ export class WatchSession {
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
+    this.#unread = new UnreadFolders(options, (rel) => this.scan(rel));
     this.#lost = new LostEvents({
       ...options,
       onFound: (files) => this.#options.onFound(files, true),
-      onError: this.#onScanError,
+      onError: this.#unread.report,
       skip: () => this.#closed || this.#rewatching,
       polled: () => this.#polls !== undefined,
       onUnwatched: (folders) =>
@@ -177,6 +179,7 @@ export class WatchSession {
     this.#polls?.close();
     this.#fallback.close();
     this.#lost.close();
+    this.#unread.close();
   }
 
   /** How the folder is watched (`undefined` until it exists, and with `once`): see `FallbackRescans.how`. */
@@ -218,7 +221,7 @@ export class WatchSession {
         this.#options.beforeRescan(); // Files that failed while it could not be read go again.
         await this.scan("", onListed);
       },
-      onError: this.#onScanError,
+      onError: this.#unread.report,
       onAvailability: this.#options.onAvailability,
     });
     return this.#how;
@@ -238,7 +241,7 @@ export class WatchSession {
       const types = type === was ? `of the same type, ${type}` : `${type}; it was on ${was}`;
       this.#log.info(MOUNTED, { job, path: root, type, was, types });
       await this.#watchAgain();
-      await this.scan("", this.#polls?.learnFromScan()).catch((e) => this.#onScanError(root, e));
+      await this.scan("", this.#polls?.learnFromScan()).catch((e) => this.#unread.report(root, e));
       this.#polls?.start();
       this.#watchMounts();
     });
@@ -275,7 +278,7 @@ export class WatchSession {
     let found = 0;
     const batches = scanFolderBatches(root, filter, {
       startRel,
-      onError: this.#onScanError,
+      onError: this.#unread.report,
       onListed,
     });
     for await (const batch of batches) {
@@ -291,9 +294,6 @@ export class WatchSession {
       });
     }
   }
-
-  #onScanError = (path: string, error: unknown) =>
-    this.#log.warn(UNREADABLE, { job: this.#options.job, path, error: String(error) });
 
   /** A full rescan, errors logged; not while the folder cannot be read (a scan of a share that
    * hangs would hold the daemon): the scan once it is back stands for it. */

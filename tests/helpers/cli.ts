@@ -90,10 +90,17 @@ export interface CliOptions {
    * as Ctrl-C in the terminal does.
    */
   ownProcessGroup?: boolean;
+  /** Run under this open-file limit, soft and hard (`prlimit --nofile`, Linux). */
+  openFiles?: number;
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
+  if (options.openFiles !== undefined) {
+    const [program, argv] = command(args, { ...options, openFiles: undefined });
+    const limit = `--nofile=${options.openFiles}:${options.openFiles}`;
+    return ["prlimit", [limit, "--", program, ...argv]];
+  }
   if (options.ownProcessGroup) {
     // setsid makes its own process the leader (it forks only when it leads a group already).
     const [program, argv] = command(args, { ...options, ownProcessGroup: false });

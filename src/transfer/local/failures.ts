@@ -13,7 +13,12 @@
  * @module
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { guardedPathReason, TransferError } from "../../errors.ts";
+import {
+  DESCRIPTOR_SHORTAGE_ADVICE,
+  guardedPathReason,
+  isDescriptorShortage,
+  TransferError,
+} from "../../errors.ts";
 import type { TransferItem } from "../transport.ts";
 import { otherBase } from "../base_folder.ts";
 import { tooLongReason } from "../too_long.ts";
@@ -95,6 +100,9 @@ export function toTransferError(
   const said = plainly(reason, folder);
   const where = said.made ? ` (making the folder ${said.made})` : said.in ? ` in ${said.in}` : "";
   if (error instanceof Deno.errors.NotFound || code === "ENOENT") return fail(reason, "retry");
+  if (isDescriptorShortage(error)) {
+    return fail(`${said.words}${where}: ${DESCRIPTOR_SHORTAGE_ADVICE}`, "retry");
+  }
   if (isNameTooLong(error)) {
     const path = base === undefined ? undefined : join(base, ...item.destination.split("/"));
     return fail(tooLongReason(path, given?.fromTo), "fatal");

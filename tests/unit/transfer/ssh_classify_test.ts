@@ -603,3 +603,47 @@ Deno.test("lastLine (errors.ts): the last non-empty line, trimmed, capped where 
   assert.ok(reason.includes(`the server said: "${"x".repeat(200)}"`), reason);
   assert.ok(!reason.includes("x".repeat(201)), reason);
 });
+
+Deno.test("a tool or a start out of open files (EMFILE, ENFILE) is retried, with the limit to raise, never a permission to fix", () => {
+  const said = [
+    'scp: open local "/data/night/a_0_00047.fits": Too many open files',
+    'rsync: [sender] send_files failed to open "/data/night/a.fits": Too many open files (24)',
+    "socket: Too many open files in system",
+  ];
+  for (const stderr of said) {
+    const error = classifyFailure(failure("scp", 1, stderr), "send a.fits", context);
+    assert.equal(error.kind, "retry", stderr);
+    assert.match(error.message, /ran out of open files .*raise the limit .*LimitNOFILE=/, stderr);
+    assert.doesNotMatch(error.message, /permissions/, stderr);
+  }
+  // Before: "fatal", as a program that is not there.
+  const cause = new Error("Failed to spawn '/usr/bin/scp': Too many open files (os error 24)");
+  const notStarted = new CommandError(
+    "Cannot run scp: Failed to spawn '/usr/bin/scp': Too many open files (os error 24)",
+    {
+      argv: ["/usr/bin/scp", "x"],
+      code: null,
+      signal: null,
+      timedOut: false,
+      stderr: "",
+      durationMs: 1,
+    },
+    { cause },
+  );
+  const error = classifyFailure(notStarted, "send a.fits", context);
+  assert.equal(error.kind, "retry");
+  assert.match(
+    error.message,
+    /^Cannot send a\.fits: Cannot run scp: .*\(os error 24\): this machine ran out/,
+  );
+  // A program that is not there still needs a fix.
+  const missing = new CommandError("Cannot run scp: No such file or directory (os error 2)", {
+    argv: ["/usr/bin/scp", "x"],
+    code: null,
+    signal: null,
+    timedOut: false,
+    stderr: "",
+    durationMs: 1,
+  });
+  assert.equal(classifyFailure(missing, "send a.fits", context).kind, "fatal");
+});
