@@ -49,6 +49,7 @@ import { senderIdTrouble } from "../ledger/state_files.ts";
 import { join } from "node:path";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";
 import { runProcess } from "../process/run.ts";
+import { openFileLimitProblem, readOpenFileLimit } from "../process/open_file_limit.ts";
 import { walkEntries } from "../watch/scan.ts";
 
 /** How each verdict is printed. */
@@ -240,11 +241,27 @@ export function doctorCommand(): Command {
       } finally {
         ledger?.close();
       }
+      ok = await checkOpenFiles() && ok;
       if (examples.length > 0) throw fillIn(config, examples, checked.length > 0 && !ok);
       if (!ok) {
         throw new OutcomeError("Cannot confirm every job will work: fix the FAIL lines above");
       }
     });
+}
+
+/**
+ * Say whether this process's open-file limit (the shell's, which a daemon started from it gets)
+ * is enough for the daemon, as `run` checks it; `false` where `run` would refuse to start.
+ */
+async function checkOpenFiles(): Promise<boolean> {
+  const limit = await readOpenFileLimit();
+  if (limit === null) return true;
+  const problem = openFileLimitProblem(limit);
+  const verdict = problem === null ? "ok" : problem.level === "refuse" ? "fail" : "warn";
+  const hard = limit.hard === Infinity ? "unlimited" : limit.hard;
+  const detail = problem?.message ?? `${limit.soft} (ulimit -n; hard limit ${hard})`;
+  console.log(`${VERDICTS[verdict].padEnd(4)}  open-file limit: ${detail}`);
+  return verdict !== "fail";
 }
 
 /**

@@ -19,6 +19,7 @@ import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, OutcomeError, UsageError } from "../errors.ts";
 import { logExit, logger, notOurLog, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
+import { openFileLimitProblem, readOpenFileLimit } from "../process/open_file_limit.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
 import { assertOwnFilesTrusted } from "../pipeline/own_files_trust.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
@@ -150,6 +151,7 @@ export function runCommand(): Command {
         if (error instanceof ConfigError) await checkBeforeStart(config);
         throw error;
       }
+      await checkOpenFileLimit();
       const status = wantsQuickStart(options)
         ? findCommand(config, "status")
         : `image-transfer${
@@ -399,4 +401,21 @@ async function writtenLogSettings(file: string): Promise<WrittenLogSettings> {
   if (!isMap(doc.contents)) return {};
   // Without keepScalar, get() gives a scalar's value, or the node of anything else.
   return { log_file: doc.contents.get("log_file"), log_format: doc.contents.get("log_format") };
+}
+
+/**
+ * Warn of an open-file limit too low for the daemon's transfers; refuse one so low that it
+ * cannot work (the runtime itself may crash for want of files), before anything starts.
+ *
+ * @throws {Error} below `OPEN_FILES_MINIMUM`
+ */
+async function checkOpenFileLimit(): Promise<void> {
+  const limit = await readOpenFileLimit();
+  const problem = limit === null ? null : openFileLimitProblem(limit);
+  if (problem === null) return;
+  if (problem.level === "refuse") {
+    logger("daemon").error("Cannot start: {problem}", { problem: problem.message });
+    throw new Error(`Cannot start: ${problem.message}`);
+  }
+  logger("daemon").warn("Low open-file limit: {problem}", { problem: problem.message });
 }
