@@ -110,6 +110,12 @@ Deno.test("launchd agent plist is valid against the plist DTD, and paths round-t
       "false",
     );
     assert.equal(await value(`count(/plist/dict/key[.='UserName'])`), "0");
+    // launchd's own 256 open files run out with transfers side by side.
+    assert.equal(await value(`${key("SoftResourceLimits")}/key`), "NumberOfFiles");
+    assert.equal(
+      await xpath(file, `string(${key("SoftResourceLimits")}/key[1]/following-sibling::*[1])`),
+      "8192",
+    );
     assert.equal(await env("HOME"), "/Users/O'Brien & <Co>");
     assert.equal(await env("IMAGE_TRANSFER_SERVICE"), "launchd-user");
     assert.equal(

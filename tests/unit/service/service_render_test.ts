@@ -125,6 +125,8 @@ Deno.test("systemd system unit with a space, %, $ and unicode in the program pat
     assert.match(unit, /^User=observer$/m);
     assert.match(unit, /^Restart=on-failure$/m);
     assert.match(unit, /^RestartSec=\d+$/m);
+    // Enough open files for transfers side by side (the daemon warns below 256).
+    assert.match(unit, /^LimitNOFILE=8192$/m);
     assert.match(unit, /^WantedBy=multi-user\.target$/m);
     assert.match(unit, /^Environment=IMAGE_TRANSFER_SERVICE=systemd-system$/m);
     const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? "";
@@ -390,6 +392,8 @@ Deno.test("systemd user unit: no User=, no namespace sandbox, the filters a user
     const unit = renderSystemdUnit(linuxUser, launch([exe, "run", "-c", join(dir, "c.yaml")]));
     assert.ok(!unit.includes("{{"), unit);
     assert.doesNotMatch(unit, /^User=/m);
+    // Its manager's hard limit may be lower than a LimitNOFILE=: the unit would not start.
+    assert.doesNotMatch(unit, /^LimitNOFILE=/m);
     assert.doesNotMatch(unit, /network-online/);
     // Nor a comment saying it waits for them.
     assert.doesNotMatch(unit, /^# After the network/m);
