@@ -58,7 +58,9 @@ for (const method of ["scp", "local"] as const) {
           600_000,
           `all ${RELS.length} files at the destination`,
         );
-        await assertCopiesIntact(box.remote, files, true);
+        // Every file whole under its name (hidden copies of attempts cut short are not looked at).
+        await assertCopiesIntact(box.remote, files);
+        assert.equal((await listArrived(box.remote)).length, RELS.length);
         const said = daemon.stderr();
         assert.match(said, /Low open-file limit: this process may open only 64 files/);
         assert.doesNotMatch(said, NEEDS_A_FIX);
