@@ -618,16 +618,18 @@ Deno.test("a tool or a start out of open files (EMFILE, ENFILE) is retried, with
   }
   // Before: "fatal", as a program that is not there.
   const cause = new Error("Failed to spawn '/usr/bin/scp': Too many open files (os error 24)");
-  const notStarted = new CommandError(
-    "Cannot run scp: Failed to spawn '/usr/bin/scp': Too many open files (os error 24)",
-    {
+  // scp that could not be started: no exit code, no words of its own.
+  const unstarted = (message: string, options?: { cause: Error }) =>
+    new CommandError(message, {
       argv: ["/usr/bin/scp", "x"],
       code: null,
       signal: null,
       timedOut: false,
       stderr: "",
       durationMs: 1,
-    },
+    }, options);
+  const notStarted = unstarted(
+    "Cannot run scp: Failed to spawn '/usr/bin/scp': Too many open files (os error 24)",
     { cause },
   );
   const error = classifyFailure(notStarted, "send a.fits", context);
@@ -637,13 +639,6 @@ Deno.test("a tool or a start out of open files (EMFILE, ENFILE) is retried, with
     /^Cannot send a\.fits: Cannot run scp: .*\(os error 24\): this machine ran out/,
   );
   // A program that is not there still needs a fix.
-  const missing = new CommandError("Cannot run scp: No such file or directory (os error 2)", {
-    argv: ["/usr/bin/scp", "x"],
-    code: null,
-    signal: null,
-    timedOut: false,
-    stderr: "",
-    durationMs: 1,
-  });
+  const missing = unstarted("Cannot run scp: No such file or directory (os error 2)");
   assert.equal(classifyFailure(missing, "send a.fits", context).kind, "fatal");
 });
